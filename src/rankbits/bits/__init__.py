@@ -1,0 +1,27 @@
+"""Bit-width registry: how the frozen base model's weights are held in memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..registry import Registry
+
+
+class UnsupportedOnDevice(RuntimeError):
+    """This bit-width cannot run on the current device; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BitsSpec:
+    name: str
+    description: str
+    # (device type, task's skip-module names) -> (from_pretrained kwargs, facts to record)
+    load_kwargs: Callable[[str, list[str]], tuple[dict, dict]]
+    notes: dict = field(default_factory=dict)
+
+
+BITS: Registry[BitsSpec] = Registry("bits value", __name__)
+
+
+def register(spec: BitsSpec) -> BitsSpec:
+    return BITS.register(spec.name, spec)

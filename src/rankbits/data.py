@@ -1,0 +1,87 @@
+"""Data preparation: a task's splits normalised to parquet, then tokenised once per model."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_file, write_json
+from .tasks import TASKS, DataError, Task
+
+HUB_HOST = ("huggingface.co", 443)
+
+
+def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether the Hub can be asked at all; answers at once instead of a retry loop."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return False, f"{var} is set"
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"cannot reach {HUB_HOST[0]} ({exc.__class__.__name__})"
+
+
+def local_dir(task: Task, data_root: str | None) -> Path | None:
+    if not data_root:
+        return None
+    return Path(data_root).expanduser() / task.name
+
+
+def load_split(task: Task, split: str, data_root: str | None) -> tuple[pd.DataFrame, str]:
+    """One split as a normalised frame, and a line saying where it came from."""
+    folder = local_dir(task, data_root)
+    if folder is not None and folder.is_dir():
+        path = folder / task.local_files[split]
+        return task.read_local(path), f"local:{path.resolve()}"
+    ok, why = hub_reachable()
+    if not ok:
+        where = folder if folder is not None else Path("<data_root>") / task.name
+        files = ", ".join(task.local_files[s] for s in task.splits)
+        raise DataError(
+            f"task {task.name!r}: no local copy and the Hugging Face Hub is not reachable ({why}). "
+            f"Put {files} in {where}/ (set data_root in the config) — see README 'Data'."
+        )
+    import datasets
+
+    hub_path, hub_name = task.hub
+    ds = datasets.load_dataset(hub_path, hub_name, split=task.hub_splits[split])
+    return task.from_hub(ds), f"hub:{hub_path}/{hub_name}:{task.hub_splits[split]}"
+
+
+def subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """A fixed-seed random subset of ``n`` rows (all rows when n is None or too large)."""
+    if n is None or n >= len(df):
+        return df
+    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: str) -> dict:
+    """Write ``<out_dir>/<split>.parquet`` for each split, then ``manifest.json`` (source, rows)."""
+    task = TASKS.get(task_name)
+    limits = {"train": options.get("max_train_samples"), "dev": options.get("max_eval_samples")}
+    manifest = {"task": task.name, "splits": {}}
+    for split in task.splits:
+        df, source = load_split(task, split, data_root)
+        full = len(df)
+        df = subset(df, limits.get(split), options.get("subset_seed", 0))
+        with atomic_file(Path(out_dir) / f"{split}.parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+        manifest["splits"][split] = {"source": source, "rows": len(df), "rows_available": full}
+    write_json(Path(out_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def tokenize_split(src: str, dst: str, tokenizer, max_length: int) -> None:
+    """Token ids (no padding: batches are padded dynamically) beside idx and label."""
+    df = pd.read_parquet(src)
+    pairs = df["text_pair"].tolist() if df["text_pair"].notna().any() else None
+    enc = tokenizer(df["text"].tolist(), pairs, truncation=True, max_length=max_length)
+    out = pd.DataFrame({"idx": df["idx"], "label": df["label"], "input_ids": enc["input_ids"]})
+    if "token_type_ids" in enc:
+        out["token_type_ids"] = enc["token_type_ids"]
+    with atomic_file(dst) as tmp:
+        out.to_parquet(tmp, index=False)

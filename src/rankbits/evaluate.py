@@ -1,0 +1,112 @@
+"""Evaluation of a trained run on the task's dev split, and the run's results directory."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .batching import Batches
+from .config import Run
+from .io import atomic_dir, read_json, write_json
+from .methods import METHODS
+from .modeling import load_base, load_tokenizer
+from .runtime import git_commit, peak_memory, pick_device, repo_root
+from .tasks import TASKS
+from .train import copy_into
+
+RUN_FILES = ("rank_pattern.json", "rank_history.csv", "train_log.csv")
+
+
+@torch.inference_mode()
+def predict(model, batches: Batches, device) -> pd.DataFrame:
+    rows, logits = [], []
+    for idx, batch in batches.epoch(None):
+        batch.pop("labels")
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        rows.append(idx)
+        logits.append(out.logits.float().cpu())
+    lg = torch.cat(logits)
+    result = pd.DataFrame({"row": np.concatenate(rows), "pred": lg.argmax(-1).numpy()})
+    for k in range(lg.shape[1]):
+        result[f"logit_{k}"] = lg[:, k].numpy()
+    return result.sort_values("row").reset_index(drop=True)
+
+
+def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, threads: int = 1) -> dict:
+    """Score the trained adapter on dev and write the run directory (complete or absent)."""
+    from peft import PeftModel
+
+    run = Run(**spec["run"])
+    task = TASKS.get(run.task)
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(spec["device"])
+    train_info = read_json(f"{train_dir}/train_info.json")
+    t0 = time.perf_counter()
+    df = pd.read_parquet(dev_path)
+    tokenizer = load_tokenizer(run.model, spec["model_options"])
+    base, _ = load_base(run.model, run.bits, run.task, spec["model_options"], device)
+    model = PeftModel.from_pretrained(base, f"{train_dir}/adapter").to(device).eval()
+    loaded = METHODS.get("lora").ranks(model)  # ranks as stored: AdaLoRA saves pruned adapters
+    expected = read_json(f"{train_dir}/rank_pattern.json")
+    if any(loaded[m] < r for m, r in expected.items()):
+        raise RuntimeError(f"{train_dir}/adapter has fewer ranks than training ended with")
+    hp = spec["training"]
+    pred = predict(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device)
+    pred.insert(0, "idx", df["idx"].to_numpy())
+    pred.insert(1, "label", df["label"].to_numpy())
+    values = task.metrics(pred["label"].tolist(), pred["pred"].tolist())
+    eval_seconds = time.perf_counter() - t0
+
+    metrics = {
+        "run_info": {
+            **run.as_dict(),
+            "run_path": run.path,
+            "config_hash": train_info["config_hash"],
+            "status": "success",
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "spec": spec,
+        },
+        "train_info": {
+            "steps": train_info["steps"],
+            "n_train": train_info["n_train"],
+            "epochs_seen": train_info["epochs_seen"],
+            "method_options": train_info["method_options"],
+            "trainable_params": train_info["params"]["trainable"],
+            "adapter_params_initial": train_info["params"]["adapter_initial"],
+            "head_params": train_info["params"]["head"],
+            "effective_adapter_params": train_info["params"]["effective_adapter"],
+            "total_rank": train_info["total_rank"],
+            "target_total_rank": train_info["target_total_rank"],
+            "num_modules": len(train_info["module_dims"]),
+            "adapter_bytes": train_info["adapter_bytes"],
+            "base_bytes": train_info["base"]["base_bytes"],
+            "final_task_loss": train_info["final_task_loss"],
+            **train_info["memory"],
+            **train_info["timing"],
+        },
+        "eval_info": {
+            "metrics": values,
+            "primary_metric": task.primary_metric,
+            "primary_value": values[task.primary_metric],
+            "higher_is_better": task.higher_is_better,
+            "n_eval": len(df),
+            "eval_seconds": eval_seconds,
+            "eval_peak_rss_bytes": peak_memory(device)["peak_rss_bytes"],
+        },
+        "meta_info": {
+            "base_model": train_info["base"],
+            "module_dims": train_info["module_dims"],
+            "device": train_info["device"],
+            "versions": train_info["versions"],
+            "rankbits_version": train_info["rankbits_version"],
+            "git_commit": git_commit(repo_root()),
+        },
+    }
+    with atomic_dir(out_dir) as tmp:
+        pred.drop(columns="row").to_parquet(tmp / "predictions.parquet", index=False)
+        copy_into(train_dir, tmp, RUN_FILES)
+        write_json(tmp / "metrics.json", metrics)
+    return metrics

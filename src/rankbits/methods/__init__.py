@@ -1,0 +1,88 @@
+"""Method registry. A method turns (budget, options, hyperparameters) into a PEFT config, may act
+after every optimizer step, and reports the rank each adapted module has right now.
+
+Adding a method is one module here plus, if it has options, an entry under ``methods:`` in the
+config. The training loop, the Snakefile and the plots only use this interface.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+
+
+class Method:
+    name: str = ""
+    # option name -> default; ``options()`` rejects anything else
+    defaults: dict[str, Any] = {}
+    # ranks change during training (rank history and per-run rank heatmap are informative)
+    rank_adaptive: bool = False
+
+    def options(self, user: dict, where: str) -> dict:
+        from ..config import ConfigError
+
+        given = {k: v for k, v in (user or {}).items() if k != "training"}
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.defaults)) or "none"
+            raise ConfigError(f"{where}: unknown option(s) {unknown}; valid options: {valid}, training")
+        return {**self.defaults, **given}
+
+    def prepare(self, budget: int, opts: dict, total_steps: int, where: str) -> dict:
+        """Options resolved for a run of ``total_steps`` (e.g. fractions turned into steps)."""
+        return dict(opts)
+
+    def peft_config(self, *, budget: int, opts: dict, hp: dict, target_modules: list[str],
+                    total_steps: int, task_type: str):
+        raise NotImplementedError
+
+    def on_optimizer_step(self, model, step: int) -> None:
+        """Called after ``optimizer.step()`` and before ``zero_grad()``; ``step`` counts from 0."""
+
+    def ranks(self, model) -> dict[str, int]:
+        """Current rank of every adapted module, by module name in the base model."""
+        return {name: int(mod.r[mod.active_adapters[0]]) for name, mod in adapted_modules(model)}
+
+    def params_per_rank(self, in_features: int, out_features: int) -> int:
+        """Trainable adapter parameters one unit of rank costs on a module of this shape."""
+        return in_features + out_features
+
+    def budget_line(self, info: dict, step: int) -> int | None:
+        """The scheduled total rank at ``step`` (for plots), if the method has a schedule."""
+        return None
+
+
+METHODS: Registry[Method] = Registry("method", __name__)
+
+
+def register(method: Method) -> Method:
+    return METHODS.register(method.name, method)
+
+
+def adapted_modules(model):
+    """(base-model module name, adapter layer) for each module that carries an adapter."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, BaseTunerLayer) and hasattr(mod, "lora_A"):
+            yield strip_prefix(name), mod
+
+
+def strip_prefix(name: str) -> str:
+    for prefix in ("base_model.model.", "model."):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def module_dims(model) -> dict[str, tuple[int, int]]:
+    out = {}
+    for name, mod in adapted_modules(model):
+        base = mod.get_base_layer()
+        out[name] = (int(base.in_features), int(base.out_features))
+    return out
+
+
+def as_steps(value: float, total: int) -> int:
+    """A schedule length given as a fraction of the run (< 1) or as optimizer steps (>= 1)."""
+    return int(round(value * total)) if value < 1 else int(value)

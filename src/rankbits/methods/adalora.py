@@ -1,0 +1,87 @@
+"""AdaLoRA (Zhang et al. 2023) through PEFT: SVD-form adapters, importance-based pruning from
+init_r to target_r = budget per module on average, on a cubic budget schedule."""
+from __future__ import annotations
+
+import math
+
+from peft import AdaLoraConfig
+
+from . import Method, adapted_modules, as_steps, register
+
+
+def budget_schedule(step: int, init_bgt: int, target_bgt: int, tinit: int, tfinal: int,
+                    total_step: int) -> int:
+    """Total rank budget at ``step``, as PEFT's ``RankAllocator.budget_schedule`` computes it."""
+    if step <= tinit:
+        return init_bgt
+    if step > total_step - tfinal:
+        return target_bgt
+    mul = 1 - (step - tinit) / (total_step - tfinal - tinit)
+    return int((init_bgt - target_bgt) * mul**3 + target_bgt)
+
+
+class AdaLoRA(Method):
+    name = "adalora"
+    rank_adaptive = True
+    defaults = {
+        "init_r": None,  # None: ceil(1.5 * budget), as S0
+        "tinit": 0.1,  # < 1: fraction of the run's optimizer steps; >= 1: steps
+        "tfinal": 0.2,
+        "deltaT": 10,
+        "beta1": 0.85,
+        "beta2": 0.85,
+        "orth_reg_weight": 0.5,
+    }
+
+    def prepare(self, budget, opts, total_steps, where):
+        from ..config import ConfigError
+
+        o = dict(opts)
+        o["init_r"] = o["init_r"] or math.ceil(1.5 * budget)
+        if o["init_r"] < budget:
+            raise ConfigError(f"{where}.init_r: {o['init_r']} is below the target rank {budget}")
+        o["tinit"] = as_steps(o["tinit"], total_steps)
+        o["tfinal"] = max(1, as_steps(o["tfinal"], total_steps))
+        o["deltaT"] = max(1, as_steps(o["deltaT"], total_steps))
+        if o["tinit"] >= total_steps - o["tfinal"]:
+            raise ConfigError(
+                f"{where}: tinit ({o['tinit']} steps) must be below total steps minus tfinal "
+                f"({total_steps} - {o['tfinal']}); lengthen training or shorten tinit/tfinal"
+            )
+        return o
+
+    def peft_config(self, *, budget, opts, hp, target_modules, total_steps, task_type):
+        return AdaLoraConfig(
+            init_r=opts["init_r"], target_r=budget, tinit=opts["tinit"], tfinal=opts["tfinal"],
+            deltaT=opts["deltaT"], beta1=opts["beta1"], beta2=opts["beta2"],
+            orth_reg_weight=opts["orth_reg_weight"], total_step=total_steps,
+            lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
+            target_modules=list(target_modules), task_type=task_type,
+        )
+
+    def on_optimizer_step(self, model, step):
+        model.base_model.update_and_allocate(step)
+
+    def ranks(self, model):
+        pattern = model.peft_config[model.active_adapter].rank_pattern
+        ranks = super().ranks(model)  # init_r until the first pruning step
+        if pattern:
+            for key, mask in pattern.items():
+                name = key.split(".lora_E")[0]
+                name = name.replace("base_model.model.", "", 1)
+                if name not in ranks:
+                    raise KeyError(f"rank_pattern names {key!r}, which is not an adapted module")
+                ranks[name] = int(sum(bool(m) for m in mask))
+        return ranks
+
+    def params_per_rank(self, in_features, out_features):
+        return in_features + out_features + 1  # a column of P, a row of Q, one singular value
+
+    def budget_line(self, info, step):
+        o = info["method_options"]
+        n = len(info["module_dims"])
+        return budget_schedule(step, o["init_r"] * n, info["budget"] * n, o["tinit"], o["tfinal"],
+                               info["steps"])
+
+
+register(AdaLoRA())

@@ -1,0 +1,62 @@
+"""One registry per study axis (task, model, method, bit-width).
+
+Adding an entry is one module in the axis' sub-package that calls ``REGISTRY.register``;
+the sub-package imports every module beside it, so no other file has to learn the new name.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A study asked for a name that no registry entry provides."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it a plain line
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    def __init__(self, axis: str, package: str):
+        self.axis = axis
+        self._package = package
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str, entry: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.axis} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        pkg = importlib.import_module(self._package)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{self._package}.{mod.name}")
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.axis} {name!r}; valid {self.axis}s: {', '.join(self.names())}"
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,121 @@
+"""GLUE sentence(-pair) classification: SST-2, CoLA, MRPC, RTE.
+
+Local layout (``data_root``): ``<data_root>/<task>/train.tsv`` and ``dev.tsv`` in the GLUE TSV
+formats (CoLA: the raw, header-less ``in_domain_train`` format). Hub: ``nyu-mll/glue``.
+Normalised columns: ``idx``, ``text``, ``text_pair`` (None for single sentences), ``label``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import metrics
+from . import DataError, Task, register
+
+FILES = {"train": "train.tsv", "dev": "dev.tsv"}
+HUB_SPLITS = {"train": "train", "dev": "validation"}
+
+
+def read_tsv(path: Path, *, header: list[str] | None, ncols: int) -> list[tuple[int, list[str]]]:
+    """(line number, fields) for each data row; a row with the wrong field count is an error."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if lineno == 1 and header is not None:
+                got = line.split("\t")
+                if [h.strip() for h in got] != header:
+                    raise DataError(f"{path}:1: expected header {header}, found {got}")
+                continue
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != ncols:
+                raise DataError(
+                    f"{path}:{lineno}: expected {ncols} tab-separated fields, found {len(parts)}"
+                )
+            rows.append((lineno, parts))
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    return rows
+
+
+def parse_label(path: Path, lineno: int, value: str, mapping: dict[str, int]) -> int:
+    try:
+        return mapping[value.strip()]
+    except KeyError:
+        raise DataError(
+            f"{path}:{lineno}: label {value!r} is not one of {sorted(mapping)}"
+        ) from None
+
+
+BINARY = {"0": 0, "1": 1}
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["idx", "text", "text_pair", "label"])
+    return df.astype({"idx": "int64", "label": "int64"})
+
+
+def _read_sst2(path: Path) -> pd.DataFrame:
+    rows = read_tsv(path, header=["sentence", "label"], ncols=2)
+    return frame([
+        {"idx": i, "text": f[0].strip(), "text_pair": None, "label": parse_label(path, n, f[1], BINARY)}
+        for i, (n, f) in enumerate(rows)
+    ])
+
+
+def _read_cola(path: Path) -> pd.DataFrame:
+    rows = read_tsv(path, header=None, ncols=4)  # source, label, original mark, sentence
+    return frame([
+        {"idx": i, "text": f[3].strip(), "text_pair": None, "label": parse_label(path, n, f[1], BINARY)}
+        for i, (n, f) in enumerate(rows)
+    ])
+
+
+def _read_mrpc(path: Path) -> pd.DataFrame:
+    rows = read_tsv(path, header=["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"], ncols=5)
+    return frame([
+        {"idx": i, "text": f[3].strip(), "text_pair": f[4].strip(),
+         "label": parse_label(path, n, f[0], BINARY)}
+        for i, (n, f) in enumerate(rows)
+    ])
+
+
+RTE_LABELS = {"entailment": 0, "not_entailment": 1}  # as the Hub's glue/rte
+
+
+def _read_rte(path: Path) -> pd.DataFrame:
+    rows = read_tsv(path, header=["index", "sentence1", "sentence2", "label"], ncols=4)
+    return frame([
+        {"idx": i, "text": f[1].strip(), "text_pair": f[2].strip(),
+         "label": parse_label(path, n, f[3], RTE_LABELS)}
+        for i, (n, f) in enumerate(rows)
+    ])
+
+
+def _hub(text: str, pair: str | None):
+    def convert(ds) -> pd.DataFrame:
+        df = ds.to_pandas()
+        return frame([
+            {"idx": i, "text": r[text], "text_pair": r[pair] if pair else None, "label": int(r["label"])}
+            for i, r in enumerate(df.to_dict("records"))
+        ])
+    return convert
+
+
+for name, reader, pair_cols, metric_fn, primary in [
+    ("sst2", _read_sst2, ("sentence", None), metrics.accuracy, "accuracy"),
+    ("cola", _read_cola, ("sentence", None), metrics.mcc, "mcc"),
+    ("mrpc", _read_mrpc, ("sentence1", "sentence2"), metrics.f1_and_accuracy, "f1"),
+    ("rte", _read_rte, ("sentence1", "sentence2"), metrics.accuracy, "accuracy"),
+]:
+    register(Task(
+        name=name, problem_type="classification", num_labels=2,
+        local_files=FILES, read_local=reader,
+        hub=("nyu-mll/glue", name), hub_splits=HUB_SPLITS, from_hub=_hub(*pair_cols),
+        metrics=metric_fn, primary_metric=primary,
+    ))

@@ -1,0 +1,186 @@
+"""The one training loop every method goes through.
+
+    for step in range(total_steps):
+        loss = model(**batch).loss          # AdaLoRA adds its orthogonal regulariser here
+        loss.backward(); clip; optimizer.step(); scheduler.step()
+        method.on_optimizer_step(model, step)   # AdaLoRA: update_and_allocate
+        optimizer.zero_grad()
+
+The task loss (cross-entropy, without any regulariser) is logged apart from the optimised loss so
+loss curves compare across methods. Losses are checked for finiteness in groups of ``log_every``
+steps (one host sync per group) and a non-finite one stops the run, naming its step.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .batching import Batches
+from .config import Run, config_hash
+from .io import atomic_dir, write_json
+from .methods import METHODS, module_dims
+from .modeling import load_base, load_tokenizer
+from .models import MODELS
+from .runtime import device_info, peak_memory, pick_device, reset_peak, versions
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def total_steps(n_train: int, hp: dict) -> int:
+    per_epoch = -(-n_train // hp["batch_size"])
+    return int(hp["max_steps"]) if hp.get("max_steps") else per_epoch * int(hp["epochs"])
+
+
+def batch_stream(batches: Batches, seed: int):
+    epoch = 0
+    while True:
+        for _, batch in batches.epoch(seed * 100_003 + epoch):
+            yield batch
+        epoch += 1
+
+
+def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> dict:
+    """Train one run and write its training artefacts to ``out_dir`` (complete or absent)."""
+    import transformers
+    from peft import get_peft_model
+
+    run = Run(**spec["run"])
+    hp, method = spec["training"], METHODS.get(run.method)
+    torch.set_num_threads(max(1, threads))
+    transformers.set_seed(run.seed)
+    device = pick_device(spec["device"])
+    t0 = time.perf_counter()
+
+    df = pd.read_parquet(train_path)
+    tokenizer = load_tokenizer(run.model, spec["model_options"])
+    batches = Batches(df, hp["batch_size"], tokenizer.pad_token_id, hp["group_by_length"])
+    steps = total_steps(len(df), hp)
+    opts = method.prepare(run.budget, spec["method_options"], steps, f"methods.{run.method}")
+
+    model, base_info = load_base(run.model, run.bits, run.task, spec["model_options"], device)
+    targets = MODELS.get(run.model).family.target_modules
+    peft_cfg = method.peft_config(budget=run.budget, opts=opts, hp=hp, target_modules=targets,
+                                  total_steps=steps, task_type="SEQ_CLS")
+    model = get_peft_model(model, peft_cfg)
+    dims = module_dims(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    params = {
+        "trainable": sum(p.numel() for p in trainable),
+        "adapter_initial": sum(p.numel() for n, p in model.named_parameters()
+                               if p.requires_grad and "lora_" in n),
+    }
+    params["head"] = params["trainable"] - params["adapter_initial"]
+    optimizer = torch.optim.AdamW(trainable, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(round(hp["warmup_ratio"] * steps)), steps)
+    load_seconds = time.perf_counter() - t0
+
+    ranks = method.ranks(model)
+    rank_rows = [(0, m, r) for m, r in sorted(ranks.items())]
+    log_rows: list[tuple] = []
+    pending: list[tuple[int, torch.Tensor, torch.Tensor, float, torch.Tensor, int]] = []
+
+    def flush():
+        if not pending:
+            return
+        vals = torch.stack([torch.stack([a, b, g]) for _, a, b, _, g, _ in pending]).tolist()
+        for (step, _, _, lr, _, total_rank), (task_loss, loss, gnorm) in zip(pending, vals):
+            if not (math.isfinite(loss) and math.isfinite(task_loss)):
+                raise NonFiniteLoss(
+                    f"{run.path}: non-finite loss ({loss}) at optimizer step {step}; lower the "
+                    f"learning rate (training.lr) or gradient clipping (training.max_grad_norm)")
+            log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
+        pending.clear()
+
+    model.train()
+    reset_peak(device)
+    t1 = time.perf_counter()
+    stream = batch_stream(batches, run.seed)
+    seen = 0
+    for step in tqdm(range(steps), desc=run.path, mininterval=5, disable=None):
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
+        out = model(**batch)
+        task_loss = F.cross_entropy(out.logits.detach().float(), batch["labels"])
+        out.loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        method.on_optimizer_step(model, step)
+        optimizer.zero_grad(set_to_none=True)
+        seen += batch["labels"].shape[0]
+
+        new = method.ranks(model)
+        if new != ranks:
+            rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
+            ranks = new
+        pending.append((step + 1, task_loss, out.loss.detach().float(),
+                        scheduler.get_last_lr()[0], gnorm.detach().float(), sum(ranks.values())))
+        if len(pending) >= hp["log_every"]:
+            flush()
+    flush()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_seconds = time.perf_counter() - t1
+    memory = peak_memory(device)
+
+    eff = sum(r * method.params_per_rank(*dims[m]) for m, r in ranks.items())
+    info = {
+        "run": run.as_dict(),
+        "run_path": run.path,
+        "config_hash": config_hash(spec),
+        "training": hp,
+        "method_options": opts,
+        "budget": run.budget,
+        "steps": steps,
+        "epochs_seen": seen / len(df),
+        "n_train": len(df),
+        "module_dims": dims,
+        "params": {**params, "effective_adapter": eff},
+        "total_rank": sum(ranks.values()),
+        "target_total_rank": run.budget * len(dims),
+        "base": base_info,
+        "memory": memory,
+        "final_task_loss": log_rows[-1][1] if log_rows else None,
+        "timing": {"load_seconds": load_seconds, "train_seconds": train_seconds,
+                   "samples_per_second": seen / train_seconds if train_seconds else None},
+        "device": device_info(device),
+        "versions": versions(),
+        "rankbits_version": __version__,
+    }
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp / "adapter")
+        info["adapter_bytes"] = dir_bytes(tmp / "adapter")
+        write_json(tmp / "train_info.json", info)
+        write_json(tmp / "rank_pattern.json", dict(sorted(ranks.items())))
+        write_csv(tmp / "rank_history.csv", ("step", "module", "rank"), rank_rows)
+        write_csv(tmp / "train_log.csv",
+                  ("step", "task_loss", "loss", "lr", "grad_norm", "total_rank"), log_rows)
+    return info
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def copy_into(src_dir: str | os.PathLike, dst_dir: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        shutil.copy2(Path(src_dir) / name, dst_dir / name)
