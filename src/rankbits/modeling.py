@@ -33,6 +33,29 @@ def load_base(model: str, bits: str, task: str, options: dict, device):
                "num_params": int(sum(p.numel() for p in m.parameters())), **bit_info}
 
 
+def attach_adapter(model, model_name: str, method, budget: int, opts: dict, hp: dict,
+                   total_steps: int, task_type: str = "SEQ_CLS"):
+    """Wrap ``model`` with ``method``'s adapter on the model family's target modules."""
+    from peft import get_peft_model
+
+    cfg = method.peft_config(budget=budget, opts=opts, hp=hp, total_steps=total_steps,
+                             target_modules=MODELS.get(model_name).family.target_modules,
+                             task_type=task_type)
+    return get_peft_model(model, cfg)
+
+
+def load_base_backbone(model: str, bits: str, options: dict, device):
+    """The model without any task head, as prepared for ``bits`` (for footprints)."""
+    from transformers import AutoModel
+
+    kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, HEAD_MODULES)
+    src = _source(model, options)
+    m = AutoModel.from_pretrained(src, **kwargs)
+    if "quantization_config" not in kwargs:
+        m = m.to(device)
+    return m, {"source": src, "family": MODELS.get(model).family.name, **bit_info}
+
+
 def _source(model: str, options: dict) -> str:
     src = MODELS.get(model).source(options)
     if not os.path.isdir(src) and os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true"):

@@ -29,8 +29,7 @@ from .batching import Batches
 from .config import Run, config_hash
 from .io import atomic_dir, write_json
 from .methods import METHODS, module_dims
-from .modeling import load_base, load_tokenizer
-from .models import MODELS
+from .modeling import attach_adapter, load_base, load_tokenizer
 from .runtime import device_info, peak_memory, pick_device, reset_peak, versions
 
 
@@ -51,11 +50,22 @@ def batch_stream(batches: Batches, seed: int):
         epoch += 1
 
 
+def optimizer_step(model, batch, trainable, optimizer, scheduler, method, step, max_grad_norm):
+    """One optimizer step; returns (task loss, optimised loss, grad norm) as 0-d tensors."""
+    out = model(**batch)
+    task_loss = F.cross_entropy(out.logits.detach().float(), batch["labels"])
+    out.loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    method.on_optimizer_step(model, step)
+    optimizer.zero_grad(set_to_none=True)
+    return task_loss, out.loss.detach().float(), gnorm.detach().float()
+
+
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> dict:
     """Train one run and write its training artefacts to ``out_dir`` (complete or absent)."""
     import transformers
-    from peft import get_peft_model
-
     run = Run(**spec["run"])
     hp, method = spec["training"], METHODS.get(run.method)
     torch.set_num_threads(max(1, threads))
@@ -70,10 +80,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
     opts = method.prepare(run.budget, spec["method_options"], steps, f"methods.{run.method}")
 
     model, base_info = load_base(run.model, run.bits, run.task, spec["model_options"], device)
-    targets = MODELS.get(run.model).family.target_modules
-    peft_cfg = method.peft_config(budget=run.budget, opts=opts, hp=hp, target_modules=targets,
-                                  total_steps=steps, task_type="SEQ_CLS")
-    model = get_peft_model(model, peft_cfg)
+    model = attach_adapter(model, run.model, method, run.budget, opts, hp, steps)
     dims = module_dims(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = {
@@ -111,22 +118,16 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
     seen = 0
     for step in tqdm(range(steps), desc=run.path, mininterval=5, disable=None):
         batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
-        out = model(**batch)
-        task_loss = F.cross_entropy(out.logits.detach().float(), batch["labels"])
-        out.loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        method.on_optimizer_step(model, step)
-        optimizer.zero_grad(set_to_none=True)
+        task_loss, loss, gnorm = optimizer_step(model, batch, trainable, optimizer, scheduler,
+                                                method, step, hp["max_grad_norm"])
         seen += batch["labels"].shape[0]
 
         new = method.ranks(model)
         if new != ranks:
             rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
             ranks = new
-        pending.append((step + 1, task_loss, out.loss.detach().float(),
-                        scheduler.get_last_lr()[0], gnorm.detach().float(), sum(ranks.values())))
+        pending.append((step + 1, task_loss, loss, scheduler.get_last_lr()[0], gnorm,
+                        sum(ranks.values())))
         if len(pending) >= hp["log_every"]:
             flush()
     flush()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from peft import AdaLoraConfig
-
 from . import Method, adapted_modules, as_steps, register
 
 
@@ -51,6 +49,8 @@ class AdaLoRA(Method):
         return o
 
     def peft_config(self, *, budget, opts, hp, target_modules, total_steps, task_type):
+        from peft import AdaLoraConfig
+
         return AdaLoraConfig(
             init_r=opts["init_r"], target_r=budget, tinit=opts["tinit"], tfinal=opts["tfinal"],
             deltaT=opts["deltaT"], beta1=opts["beta1"], beta2=opts["beta2"],

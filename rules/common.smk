@@ -1,0 +1,51 @@
+import sys
+from pathlib import Path
+
+from rankbits.config import ConfigError, expand_runs, run_spec, task_options, validate_config
+from rankbits.methods import METHODS
+
+
+try:
+    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    RUNS = expand_runs(config)
+    SPECS = {run.path: run_spec(config, run) for run in RUNS}
+except ConfigError as exc:
+    sys.exit(f"rankbits: invalid configuration: {exc}")
+
+RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
+ENV = "../envs/cpu.yaml"
+
+
+wildcard_constraints:
+    task="[^/]+",
+    model="[^/]+",
+    method="[^/]+",
+    budget=r"\d+",
+    bits="[^/]+",
+    seed=r"\d+",
+    split="[^/.]+",
+
+
+def spec_for(wildcards):
+    return SPECS[RUN_PATTERN.format(**wildcards)]
+
+
+def run_dirs(root):
+    return [f"{root}/{run.path}" for run in RUNS]
+
+
+def rank_heatmaps():
+    """One heatmap per run whose method changes ranks while it trains (e.g. AdaLoRA)."""
+    return [
+        f"results/plots/rank_heatmaps/{run.path}.png"
+        for run in RUNS
+        if METHODS.get(run.method).rank_adaptive
+    ]
+
+
+def final_outputs():
+    return [
+        *TABLES,
+        *FIGURES,
+        *rank_heatmaps(),
+    ]

@@ -1,0 +1,30 @@
+rule prepare_data:
+    output:
+        train="data/{task}/train.parquet",
+        dev="data/{task}/dev.parquet",
+        manifest="data/{task}/manifest.json",
+    params:
+        data_root=config["data_root"],
+        options=lambda w: task_options(config, w.task),
+    log:
+        "logs/prepare_data/{task}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/prepare_data.py"
+
+
+rule tokenize:
+    input:
+        "data/{task}/{split}.parquet",
+    output:
+        "results/tokenized/{task}/{model}/{split}.parquet",
+    params:
+        max_length=lambda w: task_options(config, w.task)["max_length"],
+        model_options=lambda w: config["models"].get(w.model, {}),
+    log:
+        "logs/tokenize/{task}/{model}/{split}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/tokenize.py"

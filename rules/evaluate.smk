@@ -1,0 +1,17 @@
+rule evaluate:
+    input:
+        adapter=f"results/adapters/{RUN_PATTERN}",
+        dev="results/tokenized/{task}/{model}/dev.parquet",
+    output:
+        directory(f"results/runs/{RUN_PATTERN}"),
+    params:
+        spec=spec_for,
+    threads: 1
+    resources:
+        mem_mb=4000,
+    log:
+        f"logs/evaluate/{RUN_PATTERN}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/evaluate.py"

@@ -1,0 +1,17 @@
+rule train:
+    input:
+        train="results/tokenized/{task}/{model}/train.parquet",
+        base="results/base/{model}/{bits}/footprint.json",
+    output:
+        directory(f"results/adapters/{RUN_PATTERN}"),
+    params:
+        spec=spec_for,
+    threads: 1
+    resources:
+        mem_mb=4000,
+    log:
+        f"logs/train/{RUN_PATTERN}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/train.py"

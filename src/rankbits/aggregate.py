@@ -1,0 +1,119 @@
+"""Tables from the per-run ``metrics.json`` files alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_file, read_json
+
+KEYS = ["task", "model", "method", "budget", "bits"]
+MiB = 2**20
+
+
+def load_runs(run_dirs: list[str]) -> pd.DataFrame:
+    """One row per run: its identity, every metric (``metric.<name>``) and its costs."""
+    rows = []
+    for d in run_dirs:
+        m = read_json(Path(d) / "metrics.json")
+        ri, ti, ei = m["run_info"], m["train_info"], m["eval_info"]
+        row = {k: ri[k] for k in (*KEYS, "seed")}
+        row.update({f"metric.{k}": v for k, v in ei["metrics"].items()})
+        row.update({
+            "primary_metric": ei["primary_metric"], "primary_value": ei["primary_value"],
+            "trainable_params": ti["trainable_params"],
+            "effective_adapter_params": ti["effective_adapter_params"],
+            "total_rank": ti["total_rank"], "target_total_rank": ti["target_total_rank"],
+            "adapter_bytes": ti["adapter_bytes"], "base_bytes": ti["base_bytes"],
+            "peak_rss_bytes": ti["peak_rss_bytes"],
+            "cuda_max_allocated_bytes": ti["cuda_max_allocated_bytes"],
+            "cuda_max_reserved_bytes": ti["cuda_max_reserved_bytes"],
+            "train_seconds": ti["train_seconds"], "eval_seconds": ei["eval_seconds"],
+            "steps": ti["steps"], "run_dir": str(d),
+        })
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["bits"] = df["bits"].astype(str)
+    return df.sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (ddof=1; NaN for one seed) and n over seeds per (task, model, method,
+    budget, bits), for every metric and cost column."""
+    metric_cols = [c for c in runs.columns if c.startswith("metric.")]
+    value_cols = metric_cols + ["primary_value", "trainable_params", "effective_adapter_params",
+                                "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
+                                "train_seconds", "steps"]
+    g = runs.groupby(KEYS, sort=False, dropna=False)
+    out = g[value_cols].agg(["mean", "std"])
+    out.columns = [f"{c}_{stat}" for c, stat in out.columns]
+    out["n"] = g.size()
+    out["primary_metric"] = g["primary_metric"].first()
+    out["seeds"] = g["seed"].apply(lambda s: ",".join(map(str, sorted(s))))
+    return out.reset_index()
+
+
+def fmt(mean: float, std: float, digits: int = 4) -> str:
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "—"
+    if std is None or np.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as people read it: one 'mean ± std' column per metric."""
+    out = summary[KEYS].copy()
+    for c in [c for c in summary.columns if c.startswith("metric.") and c.endswith("_mean")]:
+        name = c[len("metric."):-len("_mean")]
+        out[name] = [fmt(m, s) for m, s in zip(summary[c], summary[c[:-5] + "_std"])]
+    out["n"] = summary["n"]
+    out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
+    out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
+    out["train s"] = summary["train_seconds_mean"].round(1)
+    return out
+
+
+def method_label(method: str) -> str:
+    return {"lora": "LoRA", "adalora": "AdaLoRA"}.get(method, method)
+
+
+def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) -> pd.DataFrame:
+    """S0 Table 1 layout: one row per (task, model, bits, metric), one column per (budget, method)."""
+    rows = []
+    for (task, model, bits), grp in summary.groupby(["task", "model", "bits"], sort=False):
+        for c in [c for c in grp.columns if c.startswith("metric.") and c.endswith("_mean")]:
+            name = c[len("metric."):-len("_mean")]
+            row = {"task": task, "model": model, "bits": bits, "metric": name}
+            for b in budgets:
+                for m in methods:
+                    hit = grp[(grp["method"] == m) & (grp["budget"] == b)]
+                    row[f"{method_label(m)} r={b}"] = (
+                        fmt(hit[c].iloc[0], hit[c[:-5] + "_std"].iloc[0]) if len(hit) else "—")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict]) -> pd.DataFrame:
+    """S0 Table 2 layout: base MiB (prepared base model, no task head) / adapter MiB on disk /
+    trainable and effective adapter parameters / peak process memory."""
+    out = summary[KEYS].copy()
+    out["base MiB"] = [round(footprints[(m, str(b))]["total_bytes"] / MiB, 2)
+                       for m, b in zip(summary["model"], summary["bits"])]
+    out["adapter MiB"] = (summary["adapter_bytes_mean"] / MiB).round(3)
+    out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
+    out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
+    out["peak RSS MiB"] = (summary["peak_rss_bytes_mean"] / MiB).round(1)
+    return out
+
+
+def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex")) -> None:
+    writers = {
+        "csv": lambda p: df.to_csv(p, index=False),
+        "md": lambda p: Path(p).write_text(df.to_markdown(index=False) + "\n"),
+        "tex": lambda p: Path(p).write_text(df.to_latex(index=False, escape=True)),
+    }
+    for f in formats:
+        with atomic_file(f"{stem}.{f}") as tmp:
+            writers[f](tmp)

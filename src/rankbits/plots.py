@@ -1,0 +1,133 @@
+"""Figures for the report, drawn from the per-run result files alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_file, read_json  # noqa: E402
+from .methods import METHODS  # noqa: E402
+from .models import KINDS, MODELS  # noqa: E402
+
+
+def heatmap_matrix(ranks: dict[str, int], model: str) -> tuple[list[int], list[str], np.ndarray]:
+    """(layer indices, kinds, layers x kinds array of ranks); NaN where a module is not adapted."""
+    family = MODELS.get(model).family
+    located = {family.locate(name): r for name, r in ranks.items()}
+    layers = sorted({layer for layer, _ in located})
+    kinds = [k for k in KINDS if any(kind == k for _, kind in located)]
+    mat = np.full((len(layers), len(kinds)), np.nan)
+    for (layer, kind), r in located.items():
+        mat[layers.index(layer), kinds.index(kind)] = r
+    return layers, kinds, mat
+
+
+def save(fig, path: str) -> None:
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def rank_heatmap(run_dir: str, out: str) -> None:
+    m = read_json(Path(run_dir) / "metrics.json")
+    ri, ti = m["run_info"], m["train_info"]
+    layers, kinds, mat = heatmap_matrix(read_json(Path(run_dir) / "rank_pattern.json"), ri["model"])
+    init_r = ti["method_options"].get("init_r") or ri["budget"]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(kinds), 0.9 + 0.45 * len(layers)))
+    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=init_r, aspect="auto", origin="lower")
+    for i in range(len(layers)):
+        for j in range(len(kinds)):
+            if not np.isnan(mat[i, j]):
+                ax.text(j, i, int(mat[i, j]), ha="center", va="center",
+                        color="white" if mat[i, j] < init_r / 2 else "black", fontsize=8)
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.set_yticks(range(len(layers)), layers)
+    ax.set_xlabel("module")
+    ax.set_ylabel("layer")
+    ax.set_title(f"{ri['run_path']}\nfinal rank {ti['total_rank']} (target {ti['target_total_rank']})",
+                 fontsize=9)
+    fig.colorbar(im, ax=ax, label="rank")
+    save(fig, out)
+
+
+def _facets(n: int, width: float = 5.0, height: float = 3.6):
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
+def rank_vs_step(run_dirs: list[str], out: str) -> None:
+    """Total effective rank over optimizer steps, with each method's scheduled budget."""
+    runs = [(d, read_json(Path(d) / "metrics.json")) for d in run_dirs]
+    runs = [(d, m) for d, m in runs if METHODS.get(m["run_info"]["method"]).rank_adaptive]
+    tasks = sorted({m["run_info"]["task"] for _, m in runs}) or ["(no rank-adaptive runs)"]
+    fig, axes = _facets(len(tasks))
+    for ax, task in zip(axes, tasks):
+        for d, m in runs:
+            ri, ti = m["run_info"], m["train_info"]
+            if ri["task"] != task:
+                continue
+            hist = pd.read_csv(Path(d) / "rank_history.csv").groupby("step")["rank"].sum()
+            steps = list(hist.index) + [ti["steps"]]
+            (line,) = ax.step(steps, list(hist.values) + [hist.values[-1]], where="post",
+                              label=f"{ri['method']} b={ri['budget']} {ri['bits']}b s{ri['seed']}")
+            info = {"method_options": ti["method_options"], "module_dims": m["meta_info"]["module_dims"],
+                    "budget": ri["budget"], "steps": ti["steps"]}
+            xs = np.arange(ti["steps"] + 1)
+            ys = [METHODS.get(ri["method"]).budget_line(info, int(s)) for s in xs]
+            if ys[0] is not None:
+                ax.plot(xs, ys, ls="--", lw=1, color=line.get_color(), alpha=0.7)
+        ax.set_title(task)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("total rank (solid: kept, dashed: scheduled budget)")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    save(fig, out)
+
+
+def loss_curves(run_dirs: list[str], out: str, window: int = 25) -> None:
+    """Task loss (cross-entropy only, no regulariser) per step, rolling mean over ``window``."""
+    runs = [(d, read_json(Path(d) / "metrics.json")["run_info"]) for d in run_dirs]
+    tasks = sorted({ri["task"] for _, ri in runs})
+    fig, axes = _facets(len(tasks))
+    for ax, task in zip(axes, tasks):
+        for d, ri in runs:
+            if ri["task"] == task:
+                log = pd.read_csv(Path(d) / "train_log.csv")
+                ax.plot(log["step"], log["task_loss"].rolling(window, min_periods=1).mean(), lw=1,
+                        label=f"{ri['method']} b={ri['budget']} {ri['bits']}b s{ri['seed']}")
+        ax.set_title(task)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(f"task loss (rolling mean, {window} steps)")
+        ax.legend(fontsize=7)
+    save(fig, out)
+
+
+def metric_vs_params(summary: pd.DataFrame, out: str) -> None:
+    """Primary metric against effective adapter parameters, one marker per method."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    fig, axes = _facets(len(tasks))
+    markers = "osD^v<>pP*X"
+    methods = list(dict.fromkeys(summary["method"]))
+    for ax, task in zip(axes, tasks):
+        grp = summary[summary["task"] == task]
+        for i, method in enumerate(methods):
+            g = grp[grp["method"] == method]
+            if len(g):
+                ax.errorbar(g["effective_adapter_params_mean"], g["primary_value_mean"],
+                            yerr=g["primary_value_std"].fillna(0), fmt=markers[i % len(markers)],
+                            capsize=3, label=method)
+                for _, r in g.iterrows():
+                    ax.annotate(f"b={r['budget']},{r['bits']}b",
+                                (r["effective_adapter_params_mean"], r["primary_value_mean"]),
+                                fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("effective adapter parameters (after pruning)")
+        ax.set_ylabel(grp["primary_metric"].iloc[0])
+        ax.legend(fontsize=8)
+    save(fig, out)

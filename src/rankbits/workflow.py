@@ -1,0 +1,32 @@
+"""Glue for the thin scripts under workflow/scripts/."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+
+
+@contextlib.contextmanager
+def logged(smk):
+    """Send the job's output to its log file; on failure keep the traceback there and end the
+    job with the error's one-line message (which Snakemake shows)."""
+    path = smk.log[0] if smk.log else None
+    if path is None:
+        yield
+        return
+    with open(path, "w", buffering=1) as fh:
+        handler = logging.StreamHandler(fh)
+        logging.getLogger().addHandler(handler)
+        try:
+            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                yield
+        except Exception as exc:  # noqa: BLE001 — reported, then the job fails
+            traceback.print_exc(file=fh)
+            msg = f"{type(exc).__name__}: {exc}"
+        else:
+            msg = None
+        finally:
+            logging.getLogger().removeHandler(handler)
+    if msg is not None:
+        sys.exit(f"rankbits job failed ({path}): {msg}")

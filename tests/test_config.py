@@ -1,0 +1,94 @@
+import pytest
+
+from rankbits.config import (
+    ConfigError, Run, config_hash, expand_runs, resolve_training, run_spec, validate_config,
+)
+from rankbits.methods import METHODS
+
+from conftest import SCHEMA
+
+
+def test_default_study_expands_to_its_cross_product(validated):
+    runs = expand_runs(validated)
+    assert len(runs) == 4
+    assert {(r.method, r.budget) for r in runs} == {("lora", 2), ("lora", 8), ("adalora", 2), ("adalora", 8)}
+    assert all(r.bits == "32" and r.task == "sst2" and r.seed == 0 for r in runs)
+    assert runs[0].path == "sst2/minilm/lora/2/32/seed0"
+
+
+def test_integer_bits_are_normalised_to_strings(base_config):
+    base_config["study"]["bits"] = [32]
+    runs = expand_runs(validate_config(base_config, SCHEMA))
+    assert {r.bits for r in runs} == {"32"}
+
+
+@pytest.mark.parametrize("axis,bad,valid", [
+    ("tasks", "sst3", "sst2"), ("methods", "loraa", "adalora"), ("models", "gpt9", "minilm"),
+    ("bits", "3", "32"),
+])
+def test_unknown_names_fail_with_one_line_listing_valid_names(base_config, axis, bad, valid):
+    base_config["study"][axis] = [bad]
+    with pytest.raises(ConfigError) as err:
+        validate_config(base_config, SCHEMA)
+    msg = str(err.value)
+    assert f"study.{axis}" in msg and repr(bad) in msg and valid in msg and "\n" not in msg
+
+
+def test_schema_violation_names_the_key(base_config):
+    base_config["training"]["lr"] = -1
+    with pytest.raises(ConfigError, match="lr"):
+        validate_config(base_config, SCHEMA)
+    base_config["training"]["lr"] = 1e-3
+    base_config["study"]["typo_key"] = 1
+    with pytest.raises(ConfigError, match="typo_key"):
+        validate_config(base_config, SCHEMA)
+
+
+def test_unknown_method_option_is_rejected_with_valid_options(base_config):
+    base_config["methods"]["adalora"]["tinti"] = 0.1
+    with pytest.raises(ConfigError, match=r"methods\.adalora.*tinti.*valid options: .*tinit"):
+        validate_config(base_config, SCHEMA)
+
+
+def test_schema_fills_training_defaults(base_config):
+    del base_config["training"]
+    cfg = validate_config(base_config, SCHEMA)
+    assert cfg["training"]["batch_size"] == 16 and cfg["training"]["max_grad_norm"] == 1.0
+
+
+def test_hyperparameter_precedence(validated):
+    cfg = validated
+    cfg["training"]["lr"] = 1.0
+    cfg["tasks"]["sst2"]["training"] = {"lr": 2.0, "epochs": 3}
+    cfg["methods"]["adalora"]["training"] = {"lr": 3.0}
+    cfg["overrides"] = [{"task": "sst2", "method": "adalora", "training": {"lr": 4.0}},
+                        {"method": "lora", "training": {"weight_decay": 0.5}}]
+    assert resolve_training(cfg, "cola", "lora")["lr"] == 1.0
+    assert resolve_training(cfg, "sst2", "lora")["lr"] == 2.0
+    assert resolve_training(cfg, "sst2", "lora")["weight_decay"] == 0.5
+    assert resolve_training(cfg, "cola", "adalora")["lr"] == 3.0
+    ada = resolve_training(cfg, "sst2", "adalora")
+    assert ada["lr"] == 4.0 and ada["epochs"] == 3 and ada["weight_decay"] == 0.0
+
+
+def test_run_spec_and_hash_change_only_with_what_determines_the_run(validated):
+    run = Run("sst2", "minilm", "lora", 8, "32", 0)
+    spec = run_spec(validated, run)
+    h = config_hash(spec)
+    assert h == config_hash(run_spec(validated, run))
+    validated["methods"]["adalora"]["deltaT"] = 99  # another method's option
+    assert config_hash(run_spec(validated, run)) == h
+    validated["training"]["lr"] = 5e-4
+    assert config_hash(run_spec(validated, run)) != h
+
+
+def test_adalora_options_resolve_against_the_run_length(validated):
+    ada = METHODS.get("adalora")
+    opts = ada.options(validated["methods"]["adalora"], "methods.adalora")
+    r = ada.prepare(8, opts, total_steps=500, where="methods.adalora")
+    assert r["init_r"] == 12 and r["tinit"] == 50 and r["tfinal"] == 100 and r["deltaT"] == 10
+    assert ada.prepare(2, opts, 500, "m")["init_r"] == 3
+    with pytest.raises(ConfigError, match="tinit"):
+        ada.prepare(8, {**opts, "tinit": 400, "tfinal": 100}, 500, "methods.adalora")
+    with pytest.raises(ConfigError, match="init_r"):
+        ada.prepare(8, {**opts, "init_r": 4}, 500, "methods.adalora")

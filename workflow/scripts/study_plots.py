@@ -1,0 +1,10 @@
+import pandas as pd
+
+from rankbits import plots
+from rankbits.workflow import logged
+
+with logged(snakemake):
+    runs, out = snakemake.input.runs, snakemake.output
+    plots.rank_vs_step(runs, out.rank_vs_step)
+    plots.loss_curves(runs, out.loss)
+    plots.metric_vs_params(pd.read_csv(snakemake.input.summary), out.metric_vs_params)
