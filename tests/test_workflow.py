@@ -1,0 +1,123 @@
+"""The real workflow, through the Snakemake CLI, on real SST-2 data and the real MiniLM."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, SHARED_DATA, needs_shared_data
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check=True):
+    cmd = [*SNAKEMAKE, "-d", str(workdir), "--cores", "2"]
+    if config is not None:
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(path)]
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def tiny_config(data_root=str(SHARED_DATA)) -> dict:
+    return {
+        "data_root": data_root,
+        "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": ["lora", "adalora"],
+                  "budgets": [2], "bits": ["32"], "seeds": [0]},
+        "tasks": {"sst2": {"max_train_samples": 800, "max_eval_samples": 300, "max_length": 64}},
+        "methods": {"adalora": {"tinit": 0.1, "tfinal": 0.2, "deltaT": 2}},
+    }
+
+
+def test_default_config_dry_run():
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "-n", "--cores", "2"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts.get("train") in (None, "4") and counts.get("evaluate") in (None, "4")
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "--lint"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_unknown_method_is_one_clear_line(tmp_path):
+    cfg = tiny_config()
+    cfg["study"]["methods"] = ["lora", "dora-ish"]
+    proc = snakemake(tmp_path, "-n", config=cfg, check=False)
+    assert proc.returncode != 0
+    assert "study.methods: unknown method 'dora-ish'; valid methods: adalora, lora" in proc.stderr
+
+
+def test_malformed_data_fails_naming_file_and_line_and_leaves_no_outputs(tmp_path):
+    bad = tmp_path / "data_root" / "sst2"
+    bad.mkdir(parents=True)
+    (bad / "train.tsv").write_text("sentence\tlabel\nfine \t1\nbroken row without label\n")
+    (bad / "dev.tsv").write_text("sentence\tlabel\nok \t0\n")
+    proc = snakemake(tmp_path, config=tiny_config(str(tmp_path / "data_root")), check=False)
+    assert proc.returncode != 0
+    assert re.search(r"train\.tsv:3: expected 2 tab-separated fields", proc.stderr + proc.stdout)
+    assert not (tmp_path / "data" / "sst2" / "train.parquet").exists()
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+@pytest.mark.slow
+@needs_shared_data("sst2")
+def test_tiny_study_end_to_end(tmp_path):
+    cfg = tiny_config()
+    snakemake(tmp_path, config=cfg)
+    runs = tmp_path / "results" / "runs" / "sst2" / "minilm"
+    for method in ("lora", "adalora"):
+        d = runs / method / "2" / "32" / "seed0"
+        assert sorted(p.name for p in d.iterdir() if p.name != ".snakemake_timestamp") == [
+            "metrics.json", "predictions.parquet", "rank_history.csv", "rank_pattern.json", "train_log.csv"]
+        m = json.loads((d / "metrics.json").read_text())
+        assert set(m) == {"run_info", "train_info", "eval_info", "meta_info"}
+        acc = m["eval_info"]["metrics"]["accuracy"]
+        assert 0.5 < acc <= 1.0, acc  # 50 steps on 800 sentences learn something
+        assert m["eval_info"]["n_eval"] == 300 and m["train_info"]["steps"] == 50
+        assert m["train_info"]["peak_rss_bytes"] > m["train_info"]["base_bytes"] > 80 * 2**20
+        assert m["meta_info"]["versions"]["peft"] == "0.21.2"
+        preds = pd.read_parquet(d / "predictions.parquet")
+        assert len(preds) == 300 and (preds["pred"] == preds["label"]).mean() == pytest.approx(acc)
+        log = pd.read_csv(d / "train_log.csv")
+        assert len(log) == 50 and log["task_loss"].notna().all()
+        ranks = json.loads((d / "rank_pattern.json").read_text())
+        assert len(ranks) == 36
+        assert sum(ranks.values()) == m["train_info"]["total_rank"] == 2 * 36  # target x modules
+    ada = json.loads((runs / "adalora/2/32/seed0/metrics.json").read_text())["train_info"]
+    assert ada["effective_adapter_params"] < ada["adapter_params_initial"]  # pruned from init_r 3
+    hist = pd.read_csv(runs / "adalora/2/32/seed0/rank_history.csv")
+    totals = hist.groupby("step")["rank"].sum()
+    assert totals.iloc[0] == 3 * 36 and totals.iloc[-1] == 2 * 36 and totals.is_monotonic_decreasing
+
+    tables = tmp_path / "results" / "tables"
+    summary = pd.read_csv(tables / "summary.csv")
+    assert sorted(zip(summary["method"], summary["budget"])) == [("adalora", 2), ("lora", 2)]
+    assert (summary["n"] == 1).all()
+    budget = pd.read_csv(tables / "budget_table.csv")
+    assert list(budget.columns[-2:]) == ["LoRA r=2", "AdaLoRA r=2"] and len(budget) == 1
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".*.tmp*"))
+
+    snakemake(tmp_path, "--report", "report.html", config=cfg)
+    html = (tmp_path / "report.html").read_text()
+    assert "rank_heatmaps/sst2/minilm/adalora/2/32/seed0.png" in html
+    assert html.count("iVBORw0KGgo") >= 4  # heatmap + three study figures, embedded as PNG
+
+    # a finished study is up to date; a changed AdaLoRA option reruns AdaLoRA only
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
+    cfg["methods"]["adalora"]["deltaT"] = 3
+    dry = snakemake(tmp_path, "-n", config=cfg).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.M))
+    assert counts["train"] == "1" and counts["evaluate"] == "1"
+    assert re.findall(r"output: results/adapters/(\S+)", dry) == ["sst2/minilm/adalora/2/32/seed0"]
