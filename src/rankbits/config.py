@@ -51,12 +51,16 @@ class Run:
 
 def validate_config(cfg: dict, schema: str | Path) -> dict:
     """Validate ``cfg`` against the schema (filling defaults), then against the registries."""
+    import jsonschema
     from snakemake.utils import validate
 
-    try:
-        validate(cfg, str(schema), set_default=True)
-    except Exception as exc:  # snakemake wraps jsonschema's error; keep its text, add the file
-        raise ConfigError(f"config does not match {schema}: {exc}") from None
+    with open(schema) as fh:
+        validator = jsonschema.Draft202012Validator(yaml.safe_load(fh))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(cfg))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        raise ConfigError(f"{key}: {error.message} (schema: {schema})")
+    validate(cfg, str(schema), set_default=True)  # fills the schema's defaults
     check_names(cfg)
     return cfg
 

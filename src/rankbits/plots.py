@@ -108,26 +108,29 @@ def loss_curves(run_dirs: list[str], out: str, window: int = 25) -> None:
 
 
 def metric_vs_params(summary: pd.DataFrame, out: str) -> None:
-    """Primary metric against effective adapter parameters, one marker per method."""
+    """Primary metric against trainable parameters (top: everything the optimiser updates) and
+    effective adapter parameters after pruning (bottom), one marker per method."""
     tasks = list(dict.fromkeys(summary["task"]))
-    fig, axes = _facets(len(tasks))
-    markers = "osD^v<>pP*X"
     methods = list(dict.fromkeys(summary["method"]))
-    for ax, task in zip(axes, tasks):
+    axes_x = [("trainable_params_mean", "trainable parameters (adapters + head)"),
+              ("effective_adapter_params_mean", "effective adapter parameters (after pruning)")]
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5.0 * len(tasks), 7.2), squeeze=False)
+    for col, task in enumerate(tasks):
         grp = summary[summary["task"] == task]
-        for i, method in enumerate(methods):
-            g = grp[grp["method"] == method]
-            if len(g):
-                ax.errorbar(g["effective_adapter_params_mean"], g["primary_value_mean"],
-                            yerr=g["primary_value_std"].fillna(0), fmt=markers[i % len(markers)],
-                            capsize=3, label=method)
-                for _, r in g.iterrows():
-                    ax.annotate(f"b={r['budget']},{r['bits']}b",
-                                (r["effective_adapter_params_mean"], r["primary_value_mean"]),
-                                fontsize=7, xytext=(4, 4), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_title(task)
-        ax.set_xlabel("effective adapter parameters (after pruning)")
-        ax.set_ylabel(grp["primary_metric"].iloc[0])
-        ax.legend(fontsize=8)
+        for row, (xcol, xlabel) in enumerate(axes_x):
+            ax = axes[row][col]
+            for i, method in enumerate(methods):
+                g = grp[grp["method"] == method]
+                if len(g):
+                    ax.errorbar(g[xcol], g["primary_value_mean"], yerr=g["primary_value_std"].fillna(0),
+                                fmt="osD^v<>pP*X"[i % 11], capsize=3, label=method)
+                    for _, r in g.iterrows():
+                        ax.annotate(f"b={r['budget']},{r['bits']}b", (r[xcol], r["primary_value_mean"]),
+                                    fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_title(task)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(grp["primary_metric"].iloc[0])
+            ax.legend(fontsize=8)
+    fig.tight_layout()
     save(fig, out)

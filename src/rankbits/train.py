@@ -116,16 +116,17 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
     t1 = time.perf_counter()
     stream = batch_stream(batches, run.seed)
     seen = 0
-    for step in tqdm(range(steps), desc=run.path, mininterval=5, disable=None):
+    for step in tqdm(range(steps), desc=run.path, mininterval=5, disable=False):
         batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
         task_loss, loss, gnorm = optimizer_step(model, batch, trainable, optimizer, scheduler,
                                                 method, step, hp["max_grad_norm"])
         seen += batch["labels"].shape[0]
 
-        new = method.ranks(model)
-        if new != ranks:
-            rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
-            ranks = new
+        if method.rank_adaptive:
+            new = method.ranks(model)
+            if new != ranks:
+                rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
+                ranks = new
         pending.append((step + 1, task_loss, loss, scheduler.get_last_lr()[0], gnorm,
                         sum(ranks.values())))
         if len(pending) >= hp["log_every"]:
