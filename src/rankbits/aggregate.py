@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_file, read_json
+from .methods import METHODS
 
 KEYS = ["task", "model", "method", "budget", "bits"]
 MiB = 2**20
@@ -76,7 +77,7 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def method_label(method: str) -> str:
-    return {"lora": "LoRA", "adalora": "AdaLoRA"}.get(method, method)
+    return METHODS.get(method).label or method
 
 
 def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) -> pd.DataFrame:

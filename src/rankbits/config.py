@@ -72,20 +72,17 @@ def load_config(path: str | Path, schema: str | Path) -> dict:
 
 
 def check_names(cfg: dict) -> None:
-    study = cfg["study"]
     registries = {"tasks": TASKS, "models": MODELS, "methods": METHODS, "bits": BITS}
-    for key, registry in registries.items():
-        for name in study[key]:
-            try:
-                registry.get(str(name))
-            except UnknownNameError as exc:
-                raise ConfigError(f"study.{key}: {exc}") from None
-        for name in cfg.get(key, {}) if key != "bits" else ():
-            try:
-                registry.get(str(name))
-            except UnknownNameError as exc:
-                raise ConfigError(f"{key}.{name}: {exc}") from None
-    for method in study["methods"]:
+    named = [(f"study.{key}", key, name) for key in registries for name in cfg["study"][key]]
+    # option sections keyed by name (tasks:, models:, methods:) must name registered entries too
+    named += [(f"{key}.{name}", key, name) for key in ("tasks", "models", "methods")
+              for name in cfg.get(key, {})]
+    for where, key, name in named:
+        try:
+            registries[key].get(str(name))
+        except UnknownNameError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    for method in cfg["study"]["methods"]:
         METHODS.get(method).options(cfg.get("methods", {}).get(method, {}), where=f"methods.{method}")
     for i, ov in enumerate(cfg.get("overrides", [])):
         for key, registry in (("task", TASKS), ("method", METHODS), ("model", MODELS)):

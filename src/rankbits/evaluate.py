@@ -10,12 +10,11 @@ import torch
 
 from .batching import Batches
 from .config import Run
-from .io import atomic_dir, read_json, write_json
-from .methods import METHODS
+from .io import atomic_dir, copy_into, read_json, write_json
+from .methods import adapter_ranks
 from .modeling import load_base, load_tokenizer
 from .runtime import git_commit, peak_memory, pick_device, repo_root
 from .tasks import TASKS
-from .train import copy_into
 
 RUN_FILES = ("rank_pattern.json", "rank_history.csv", "train_log.csv")
 
@@ -49,10 +48,9 @@ def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, thread
     tokenizer = load_tokenizer(run.model, spec["model_options"])
     base, _ = load_base(run.model, run.bits, run.task, spec["model_options"], device)
     model = PeftModel.from_pretrained(base, f"{train_dir}/adapter").to(device).eval()
-    loaded = METHODS.get("lora").ranks(model)  # ranks as stored: AdaLoRA saves pruned adapters
-    expected = read_json(f"{train_dir}/rank_pattern.json")
-    if any(loaded[m] < r for m, r in expected.items()):
-        raise RuntimeError(f"{train_dir}/adapter has fewer ranks than training ended with")
+    # AdaLoRA saves adapters pruned to the kept ranks: what is evaluated is what was trained
+    if adapter_ranks(model) != read_json(f"{train_dir}/rank_pattern.json"):
+        raise RuntimeError(f"{train_dir}/adapter: its ranks differ from rank_pattern.json")
     hp = spec["training"]
     pred = predict(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device)
     pred.insert(0, "idx", df["idx"].to_numpy())

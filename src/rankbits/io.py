@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -54,3 +55,19 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def read_json(path: str | os.PathLike):
     with open(path) as fh:
         return json.load(fh)
+
+
+def write_csv(path: str | os.PathLike, header: tuple[str, ...], rows) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def dir_bytes(path: str | os.PathLike) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def copy_into(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, names: tuple[str, ...]) -> None:
+    for name in names:
+        shutil.copy2(Path(src_dir) / name, Path(dst_dir) / name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -54,9 +54,3 @@ class Registry(Generic[T]):
                 f"unknown {self.axis} {name!r}; valid {self.axis}s: {', '.join(self.names())}"
             ) from None
 
-    def __contains__(self, name: str) -> bool:
-        self._load()
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())

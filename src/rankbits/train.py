@@ -12,12 +12,8 @@ steps (one host sync per group) and a non-finite one stops the run, naming its s
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
-import shutil
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -27,7 +23,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .batching import Batches
 from .config import Run, config_hash
-from .io import atomic_dir, write_json
+from .io import atomic_dir, dir_bytes, write_csv, write_json
 from .methods import METHODS, module_dims
 from .modeling import attach_adapter, load_base, load_tokenizer
 from .runtime import device_info, peak_memory, pick_device, reset_peak, versions
@@ -170,19 +166,3 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
         write_csv(tmp / "train_log.csv",
                   ("step", "task_loss", "loss", "lr", "grad_norm", "total_rank"), log_rows)
     return info
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
-def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def copy_into(src_dir: str | os.PathLike, dst_dir: Path, names: tuple[str, ...]) -> None:
-    for name in names:
-        shutil.copy2(Path(src_dir) / name, dst_dir / name)

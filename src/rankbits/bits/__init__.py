@@ -1,7 +1,7 @@
 """Bit-width registry: how the frozen base model's weights are held in memory."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..registry import Registry
@@ -17,7 +17,6 @@ class BitsSpec:
     description: str
     # (device type, task's skip-module names) -> (from_pretrained kwargs, facts to record)
     load_kwargs: Callable[[str, list[str]], tuple[dict, dict]]
-    notes: dict = field(default_factory=dict)
 
 
 BITS: Registry[BitsSpec] = Registry("bits value", __name__)

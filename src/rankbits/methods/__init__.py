@@ -13,6 +13,7 @@ from ..registry import Registry
 
 class Method:
     name: str = ""
+    label: str = ""  # how tables name it; defaults to ``name``
     # option name -> default; ``options()`` rejects anything else
     defaults: dict[str, Any] = {}
     # ranks change during training (rank history and per-run rank heatmap are informative)
@@ -41,7 +42,7 @@ class Method:
 
     def ranks(self, model) -> dict[str, int]:
         """Current rank of every adapted module, by module name in the base model."""
-        return {name: int(mod.r[mod.active_adapters[0]]) for name, mod in adapted_modules(model)}
+        return adapter_ranks(model)
 
     def params_per_rank(self, in_features: int, out_features: int) -> int:
         """Trainable adapter parameters one unit of rank costs on a module of this shape."""
@@ -66,6 +67,11 @@ def adapted_modules(model):
     for name, mod in model.named_modules():
         if isinstance(mod, BaseTunerLayer) and hasattr(mod, "lora_A"):
             yield strip_prefix(name), mod
+
+
+def adapter_ranks(model) -> dict[str, int]:
+    """Rank each adapted module is built with (for a loaded AdaLoRA adapter: the kept rank)."""
+    return {name: int(mod.r[mod.active_adapters[0]]) for name, mod in adapted_modules(model)}
 
 
 def strip_prefix(name: str) -> str:

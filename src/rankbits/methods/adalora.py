@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from . import Method, adapted_modules, as_steps, register
+from . import Method, as_steps, register
 
 
 def budget_schedule(step: int, init_bgt: int, target_bgt: int, tinit: int, tfinal: int,
@@ -20,6 +20,7 @@ def budget_schedule(step: int, init_bgt: int, target_bgt: int, tinit: int, tfina
 
 class AdaLoRA(Method):
     name = "adalora"
+    label = "AdaLoRA"
     rank_adaptive = True
     defaults = {
         "init_r": None,  # None: ceil(1.5 * budget), as S0

@@ -6,6 +6,7 @@ from . import Method, register
 
 class LoRA(Method):
     name = "lora"
+    label = "LoRA"
 
     def peft_config(self, *, budget, opts, hp, target_modules, total_steps, task_type):
         from peft import LoraConfig

@@ -1,7 +1,7 @@
 """Task registry: where a task's data comes from, how it is read, and how it is scored."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,6 @@ class Task:
     primary_metric: str
     higher_is_better: bool = True
     splits: tuple[str, ...] = ("train", "dev")
-    notes: dict[str, str] = field(default_factory=dict)
 
 
 TASKS: Registry[Task] = Registry("task", __name__)
