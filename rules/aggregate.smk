@@ -2,15 +2,14 @@ TABLES = [
     "results/tables/summary.csv",
     "results/tables/budget_table.csv",
     "results/tables/memory.csv",
+    "results/tables/arms_table.csv",
 ]
 
 
 rule aggregate:
     input:
         runs=run_dirs("results/runs"),
-        footprints=sorted(
-            {f"results/base/{run.model}/{run.bits}/footprint.json" for run in RUNS}
-        ),
+        bases=sorted({f"results/base/{run.model}/{run.bits}" for run in RUNS}),
     output:
         summary=report(
             "results/tables/summary.csv",
@@ -24,6 +23,12 @@ rule aggregate:
             category="Tables",
             labels={"table": "methods × budgets (S0 Table 1 layout)"},
         ),
+        arms=report(
+            "results/tables/arms_table.csv",
+            caption="../report/arms_table.rst",
+            category="Tables",
+            labels={"table": "methods × bit-widths (S0 Table 3/4 layout)"},
+        ),
         memory=report(
             "results/tables/memory.csv",
             caption="../report/memory.rst",
@@ -33,10 +38,12 @@ rule aggregate:
         extra=multiext("results/tables/summary", ".md", ".tex")
         + multiext("results/tables/budget_table", ".md", ".tex")
         + multiext("results/tables/memory", ".md", ".tex")
+        + multiext("results/tables/arms_table", ".md", ".tex")
         + ["results/tables/runs.csv"],
     params:
         methods=config["study"]["methods"],
         budgets=config["study"]["budgets"],
+        bits=[str(b) for b in config["study"]["bits"]],
     log:
         "logs/aggregate.log",
     conda:

@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 from rankbits.config import ConfigError, expand_runs, run_spec, task_options, validate_config
+from rankbits.bits import BITS
 from rankbits.methods import METHODS
 
 
@@ -43,9 +44,26 @@ def rank_heatmaps():
     ]
 
 
+def calibration_input(wildcards):
+    task = config["quantization"]["calibration_task"] or config["study"]["tasks"][0]
+    return f"results/tokenized/{task}/{wildcards.model}/train.parquet"
+
+
+def quant_heatmaps():
+    """One quantization-error heatmap per quantized (model, bits) base."""
+    return sorted(
+        {
+            f"results/plots/quant_diagnostics/{run.model}/{run.bits}.png"
+            for run in RUNS
+            if BITS.get(run.bits).quantized
+        }
+    )
+
+
 def final_outputs():
     return [
         *TABLES,
         *FIGURES,
         *rank_heatmaps(),
+        *quant_heatmaps(),
     ]

@@ -2,6 +2,7 @@ rule evaluate:
     input:
         adapter=f"results/adapters/{RUN_PATTERN}",
         dev="results/tokenized/{task}/{model}/dev.parquet",
+        base="results/base/{model}/{bits}",
     output:
         directory(f"results/runs/{RUN_PATTERN}"),
     params:

@@ -1,9 +1,12 @@
 rule prepare_base:
+    input:
+        calibration=calibration_input,
     output:
-        "results/base/{model}/{bits}/footprint.json",
+        directory("results/base/{model}/{bits}"),
     params:
         model_options=lambda w: config["models"].get(w.model, {}),
         device=config["device"],
+        calibration_samples=config["quantization"]["calibration_samples"],
     log:
         "logs/prepare_base/{model}/{bits}.log",
     conda:

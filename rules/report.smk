@@ -30,6 +30,25 @@ rule rank_heatmap:
         "../workflow/scripts/rank_heatmap.py"
 
 
+rule quant_diagnostics:
+    input:
+        "results/base/{model}/{bits}",
+    output:
+        report(
+            "results/plots/quant_diagnostics/{model}/{bits}.png",
+            caption="../report/quant_diagnostics.rst",
+            category="Rank allocation",
+            subcategory="quantization error",
+            labels={"model": "{model}", "bits": "{bits}"},
+        ),
+    log:
+        "logs/quant_diagnostics/{model}/{bits}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/quant_diagnostics.py"
+
+
 rule study_plots:
     input:
         runs=run_dirs("results/runs"),

@@ -1,7 +1,7 @@
 rule train:
     input:
         train="results/tokenized/{task}/{model}/train.parquet",
-        base="results/base/{model}/{bits}/footprint.json",
+        base="results/base/{model}/{bits}",
     output:
         directory(f"results/adapters/{RUN_PATTERN}"),
     params:

@@ -75,3 +75,22 @@ def test_heatmap_matrix_leaves_unadapted_cells_empty():
                                          "bert.encoder.layer.4.output.dense": 0}, "minilm")
     assert layers == [1, 4] and kinds == ["Wq", "Wf2"]
     assert mat[1, 1] == 0 and np.isnan(mat[0, 1]) and np.isnan(mat[1, 0])
+
+
+def test_rank_relative_alpha_gives_equal_scaling_for_every_method_and_budget():
+    import torch
+
+    from rankbits.modeling import attach_adapter, load_base
+
+    scalings = []
+    for method, budget in [("lora", 2), ("lora", 8), ("adalora", 2), ("adalora", 8)]:
+        model, _ = load_base("minilm", "32", "sst2", {}, torch.device("cpu"))
+        m = METHODS.get(method)
+        o = m.prepare(budget, m.options({}, "t"), total_steps=100, where="t")
+        pm = attach_adapter(model, "minilm", m, budget, o, {"lora_alpha": "2r", "lora_dropout": 0.0}, 100)
+        layer = pm.base_model.model.bert.encoder.layer[0].attention.self.query
+        scale = layer.scaling["default"]
+        if hasattr(layer, "ranknum"):  # AdaLoRA: alpha / ranknum
+            scale = scale / float(layer.ranknum["default"])
+        scalings.append(scale)
+    assert scalings == pytest.approx([2.0] * 4)

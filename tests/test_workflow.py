@@ -43,7 +43,7 @@ def test_default_config_dry_run():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert counts.get("train") in (None, "4") and counts.get("evaluate") in (None, "4")
+    assert counts.get("train") in (None, "8") and counts.get("evaluate") in (None, "8")
 
 
 def test_lint_is_clean():

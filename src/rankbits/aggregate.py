@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_file, read_json
+from .bits import BITS
 from .methods import METHODS
 
 KEYS = ["task", "model", "method", "budget", "bits"]
@@ -28,6 +29,7 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
             "total_rank": ti["total_rank"], "target_total_rank": ti["target_total_rank"],
             "adapter_bytes": ti["adapter_bytes"], "base_bytes": ti["base_bytes"],
             "peak_rss_bytes": ti["peak_rss_bytes"],
+            "optimizer_state_bytes": ti.get("optimizer_state_bytes"),
             "cuda_max_allocated_bytes": ti["cuda_max_allocated_bytes"],
             "cuda_max_reserved_bytes": ti["cuda_max_reserved_bytes"],
             "train_seconds": ti["train_seconds"], "eval_seconds": ei["eval_seconds"],
@@ -45,6 +47,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     metric_cols = [c for c in runs.columns if c.startswith("metric.")]
     value_cols = metric_cols + ["primary_value", "trainable_params", "effective_adapter_params",
                                 "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
+                                "optimizer_state_bytes",
                                 "train_seconds", "steps"]
     g = runs.groupby(KEYS, sort=False, dropna=False)
     out = g[value_cols].agg(["mean", "std"])
@@ -80,6 +83,27 @@ def method_label(method: str) -> str:
     return METHODS.get(method).label or method
 
 
+def arm_label(method: str, bits: str) -> str:
+    """'LoRA' at fp32, else 'LoRA @ NF4+DQ' (QLoRA), 'AdaLoRA @ NF4+DQ' (QLoRA+AdaLoRA), ..."""
+    spec = BITS.get(str(bits))
+    return method_label(method) if str(bits) == "32" else f"{method_label(method)} @ {spec.label or bits}"
+
+
+def arms_table(summary: pd.DataFrame, methods: list[str], bits: list[str]) -> pd.DataFrame:
+    """S0 Table 3/4 layout: one row per (task, model, budget, metric), one column per
+    (method, bits) arm, e.g. LoRA | AdaLoRA | LoRA @ NF4+DQ | AdaLoRA @ NF4+DQ."""
+    rows = []
+    arms = [(m, str(b)) for b in bits for m in methods]
+    for (task, model, budget), grp in summary.groupby(["task", "model", "budget"], sort=False):
+        for c in [c for c in grp.columns if c.startswith("metric.") and c.endswith("_mean")]:
+            row = {"task": task, "model": model, "budget": budget, "metric": c[len("metric."):-len("_mean")]}
+            for m, b in arms:
+                hit = grp[(grp["method"] == m) & (grp["bits"] == b)]
+                row[arm_label(m, b)] = fmt(hit[c].iloc[0], hit[c[:-5] + "_std"].iloc[0]) if len(hit) else "—"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) -> pd.DataFrame:
     """S0 Table 1 layout: one row per (task, model, bits, metric), one column per (budget, method)."""
     rows = []
@@ -97,14 +121,16 @@ def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) 
 
 
 def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict]) -> pd.DataFrame:
-    """S0 Table 2 layout: base MiB (prepared base model, no task head) / adapter MiB on disk /
-    trainable and effective adapter parameters / peak process memory."""
+    """S0 Table 2 layout: base MiB (prepared base model without the task head, quantization
+    constants included) / adapter MiB on disk / trainable and effective adapter parameters /
+    optimizer state / peak process memory."""
     out = summary[KEYS].copy()
     out["base MiB"] = [round(footprints[(m, str(b))]["total_bytes"] / MiB, 2)
                        for m, b in zip(summary["model"], summary["bits"])]
     out["adapter MiB"] = (summary["adapter_bytes_mean"] / MiB).round(3)
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
+    out["optimizer state MiB"] = (summary["optimizer_state_bytes_mean"] / MiB).round(3)
     out["peak RSS MiB"] = (summary["peak_rss_bytes_mean"] / MiB).round(1)
     return out
 

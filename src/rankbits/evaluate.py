@@ -34,7 +34,8 @@ def predict(model, batches: Batches, device) -> pd.DataFrame:
     return result.sort_values("row").reset_index(drop=True)
 
 
-def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, threads: int = 1) -> dict:
+def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, threads: int = 1,
+                 base_dir: str | None = None) -> dict:
     """Score the trained adapter on dev and write the run directory (complete or absent)."""
     from peft import PeftModel
 
@@ -46,8 +47,8 @@ def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, thread
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
-    base, _ = load_base(run.model, run.bits, run.task, spec["model_options"], device)
-    model = PeftModel.from_pretrained(base, f"{train_dir}/adapter").to(device).eval()
+    base, _ = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
+    model = PeftModel.from_pretrained(base, f"{train_dir}/adapter").eval()  # on base's device
     # AdaLoRA saves adapters pruned to the kept ranks: what is evaluated is what was trained
     if adapter_ranks(model) != read_json(f"{train_dir}/rank_pattern.json"):
         raise RuntimeError(f"{train_dir}/adapter: its ranks differ from rank_pattern.json")

@@ -1,42 +1,89 @@
-"""Where a prepared base model's bytes are, by component."""
+"""Where a prepared base model's bytes are, by component, counting what transformers'
+``get_memory_footprint()`` leaves out: bitsandbytes' quantization constants (absmax per block,
+double-quantized absmax and its scale, code tables, LLM.int8 row scales)."""
 from __future__ import annotations
 
 import torch
 
-from .modeling import load_base_backbone
+HEAD_PREFIXES = ("pooler", "classifier", "bert.pooler")
 
 
-def component(module: torch.nn.Module) -> str:
+def quantized_params(module: torch.nn.Module) -> int | None:
+    """Parameters the module's weight had before quantization; None when it is not quantized."""
+    w = getattr(module, "weight", None)
+    if w is None:
+        return None
+    qs = getattr(w, "quant_state", None)
+    if qs is not None:
+        return int(torch.Size(qs.shape).numel())
+    if w.dtype == torch.int8 and getattr(w, "SCB", None) is not None:
+        return int(w.numel())
+    return None
+
+
+def quant_constants(module: torch.nn.Module) -> list[torch.Tensor]:
+    w = module.weight
+    qs = getattr(w, "quant_state", None)
+    if qs is None:
+        return [w.SCB]
+    out = [qs.absmax, qs.code]
+    if getattr(qs, "offset", None) is not None and torch.is_tensor(qs.offset):
+        out.append(qs.offset)
+    if qs.nested:
+        out += [qs.state2.absmax, qs.state2.code]
+    return out
+
+
+def component(name: str, module: torch.nn.Module) -> str:
+    if name.startswith(HEAD_PREFIXES):
+        return "head"
     if isinstance(module, torch.nn.Embedding):
         return "embeddings"
     if isinstance(module, torch.nn.LayerNorm):
         return "norms"
+    if quantized_params(module) is not None:
+        return "quantized_linear_weights"
     if isinstance(module, torch.nn.Linear):
-        return "linear"
+        return "unquantized_linear"
     return "other"
 
 
 def footprint(model: torch.nn.Module) -> dict:
-    """Bytes of parameters and buffers per component; ``total_bytes`` equals transformers'
-    ``get_memory_footprint()`` (checked)."""
     parts: dict[str, int] = {}
-    params: dict[str, int] = {}
-    for mod in model.modules():
-        tensors = list(mod.parameters(recurse=False)) + list(mod.buffers(recurse=False))
-        if not tensors:
+    seen: set[int] = set()  # code tables are shared between layers: count each tensor once
+
+    def add(kind: str, tensors) -> None:
+        for t in tensors:
+            if t.data_ptr() in seen:
+                continue
+            seen.add(t.data_ptr())
+            parts[kind] = parts.get(kind, 0) + t.numel() * t.element_size()
+
+    q_params = 0
+    original_params = 0
+    for name, mod in model.named_modules():
+        own = list(mod.parameters(recurse=False)) + list(mod.buffers(recurse=False))
+        if not own:
             continue
-        kind = component(mod)
-        parts[kind] = parts.get(kind, 0) + sum(t.numel() * t.element_size() for t in tensors)
-        params[kind] = params.get(kind, 0) + sum(p.numel() for p in mod.parameters(recurse=False))
+        kind = component(name, mod)
+        add(kind, own)
+        n = quantized_params(mod)
+        if n is not None:
+            q_params += n
+            original_params += n + sum(p.numel() for p in own if p is not mod.weight)
+            add("quantization_constants", quant_constants(mod))
+        else:
+            original_params += sum(p.numel() for p in mod.parameters(recurse=False))
     total = sum(parts.values())
-    expected = model.get_memory_footprint()
-    if total != expected:
-        raise AssertionError(f"footprint components sum to {total} B, transformers says {expected} B")
-    return {"total_bytes": total, "bytes_by_component": parts, "params_by_component": params}
-
-
-def prepare_base(model: str, bits: str, options: dict, device: str) -> dict:
-    from .runtime import pick_device, versions
-
-    m, info = load_base_backbone(model, bits, options, pick_device(device))
-    return {"model": model, "bits": bits, **info, **footprint(m), "versions": versions()}
+    q_bytes = parts.get("quantized_linear_weights", 0) + parts.get("quantization_constants", 0)
+    return {
+        "total_bytes": total,
+        "bytes_by_component": parts,
+        "transformers_memory_footprint": int(model.get_memory_footprint()),
+        "quantized_linear_params": q_params,
+        "quantized_linear_bytes_per_param": q_bytes / q_params if q_params else None,
+        "params": original_params,
+        "bytes_if_16bit": original_params * 2,
+        "bytes_if_32bit": original_params * 4,
+        "ratio_to_32bit": total / (original_params * 4),
+    }

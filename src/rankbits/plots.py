@@ -15,16 +15,43 @@ from .methods import METHODS  # noqa: E402
 from .models import KINDS, MODELS  # noqa: E402
 
 
-def heatmap_matrix(ranks: dict[str, int], model: str) -> tuple[list[int], list[str], np.ndarray]:
-    """(layer indices, kinds, layers x kinds array of ranks); NaN where a module is not adapted."""
+def heatmap_matrix(values: dict[str, float], model: str) -> tuple[list[int], list[str], np.ndarray]:
+    """(layer indices, kinds, layers x kinds array) from per-module values (ranks, errors);
+    NaN where a module has no value."""
     family = MODELS.get(model).family
-    located = {family.locate(name): r for name, r in ranks.items()}
+    located = {family.locate(name): r for name, r in values.items()}
     layers = sorted({layer for layer, _ in located})
     kinds = [k for k in KINDS if any(kind == k for _, kind in located)]
     mat = np.full((len(layers), len(kinds)), np.nan)
     for (layer, kind), r in located.items():
         mat[layers.index(layer), kinds.index(kind)] = r
     return layers, kinds, mat
+
+
+def quant_heatmap(base_dir: str, model: str, out: str) -> None:
+    """Per-Linear quantization error of a prepared base (layers x module kinds): relative weight
+    error and 1 - output cosine against full precision on the calibration batch."""
+    diag = pd.read_csv(Path(base_dir) / "quant_diagnostics.csv")
+    fp = read_json(Path(base_dir) / "footprint.json")
+    panels = [("rel_weight_error", "relative weight error ‖Ŵ−W‖/‖W‖", diag["rel_weight_error"]),
+              ("1-cos", "1 − output cosine (calibration batch)", 1 - diag["output_cosine"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (_, title, values) in zip(axes, panels):
+        layers, kinds, mat = heatmap_matrix(dict(zip(diag["module"], values)), model)
+        im = ax.imshow(mat, cmap="magma", aspect="auto", origin="lower")
+        for i in range(len(layers)):
+            for j in range(len(kinds)):
+                if not np.isnan(mat[i, j]):
+                    ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center", fontsize=7, color="cyan")
+        ax.set_xticks(range(len(kinds)), kinds)
+        ax.set_yticks(range(len(layers)), layers)
+        ax.set_xlabel("module")
+        ax.set_ylabel("layer")
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax)
+    fig.suptitle(f"{model} @ {fp['bits']} ({fp.get('weight_dtype')}): "
+                 f"{fp['quantized_linear_bytes_per_param']:.3f} B per quantized parameter", fontsize=10)
+    save(fig, out)
 
 
 def save(fig, path: str) -> None:

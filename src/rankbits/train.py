@@ -59,7 +59,22 @@ def optimizer_step(model, batch, trainable, optimizer, scheduler, method, step, 
     return task_loss, out.loss.detach().float(), gnorm.detach().float()
 
 
-def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> dict:
+def make_optimizer(params, hp: dict, quantized: bool, device):
+    """AdamW; paged AdamW (bitsandbytes) for a quantized base on CUDA, as the QLoRA recipe."""
+    if quantized and device.type == "cuda" and hp["paged_optimizer"]:
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"]), "PagedAdamW"
+    return torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"]), "AdamW"
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    return sum(t.numel() * t.element_size() for state in optimizer.state.values()
+               for t in state.values() if torch.is_tensor(t))
+
+
+def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
+              base_dir: str | None = None) -> dict:
     """Train one run and write its training artefacts to ``out_dir`` (complete or absent)."""
     import transformers
     run = Run(**spec["run"])
@@ -75,7 +90,12 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
     steps = total_steps(len(df), hp)
     opts = method.prepare(run.budget, spec["method_options"], steps, f"methods.{run.method}")
 
-    model, base_info = load_base(run.model, run.bits, run.task, spec["model_options"], device)
+    model, base_info = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
+    base_info["kbit_prepared"] = bool(base_info["quantized"] and hp["kbit_prepare"])
+    if base_info["kbit_prepared"]:  # QLoRA recipe: upcasts norms/heads to fp32, input grads on
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = attach_adapter(model, run.model, method, run.budget, opts, hp, steps)
     dims = module_dims(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -85,7 +105,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
                                if p.requires_grad and "lora_" in n),
     }
     params["head"] = params["trainable"] - params["adapter_initial"]
-    optimizer = torch.optim.AdamW(trainable, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    optimizer, base_info["optimizer"] = make_optimizer(trainable, hp, base_info["quantized"], device)
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(round(hp["warmup_ratio"] * steps)), steps)
     load_seconds = time.perf_counter() - t0
@@ -131,7 +151,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_seconds = time.perf_counter() - t1
-    memory = peak_memory(device)
+    memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(optimizer)}
 
     eff = sum(r * method.params_per_rank(*dims[m]) for m, r in ranks.items())
     info = {
@@ -140,6 +160,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1) -> di
         "config_hash": config_hash(spec),
         "training": hp,
         "method_options": opts,
+        "lora_alpha": float(model.peft_config[model.active_adapter].lora_alpha),
         "budget": run.budget,
         "steps": steps,
         "epochs_seen": seen / len(df),

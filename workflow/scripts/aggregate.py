@@ -8,10 +8,13 @@ with logged(snakemake):
     out = Path(snakemake.output.summary).parent
     runs = agg.load_runs(snakemake.input.runs)
     summary = agg.summarize(runs)
-    footprints = {(f["model"], str(f["bits"])): f for f in map(read_json, snakemake.input.footprints)}
+    footprints = {(f["model"], str(f["bits"])): f
+                  for f in (read_json(f"{d}/footprint.json") for d in snakemake.input.bases)}
     runs.to_csv(out / "runs.csv", index=False)
     agg.write_table(agg.display_summary(summary), str(out / "summary"), ("md", "tex"))
     summary.to_csv(snakemake.output.summary, index=False)
     budget = agg.budget_table(summary, snakemake.params.methods, snakemake.params.budgets)
     agg.write_table(budget, str(out / "budget_table"))
+    arms = agg.arms_table(summary, snakemake.params.methods, snakemake.params.bits)
+    agg.write_table(arms, str(out / "arms_table"))
     agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"))

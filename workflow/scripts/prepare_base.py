@@ -1,8 +1,7 @@
-from rankbits.footprint import prepare_base
-from rankbits.io import write_json
+from rankbits.prepare import prepare_base
 from rankbits.workflow import logged
 
 with logged(snakemake):
-    w = snakemake.wildcards
-    write_json(snakemake.output[0],
-               prepare_base(w.model, w.bits, snakemake.params.model_options, snakemake.params.device))
+    w, p = snakemake.wildcards, snakemake.params
+    prepare_base(w.model, w.bits, p.model_options, p.device, snakemake.output[0],
+                 snakemake.input.calibration, p.calibration_samples)

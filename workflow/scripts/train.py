@@ -2,4 +2,5 @@ from rankbits.train import train_run
 from rankbits.workflow import logged
 
 with logged(snakemake):
-    train_run(snakemake.params.spec, snakemake.input.train, snakemake.output[0], snakemake.threads)
+    train_run(snakemake.params.spec, snakemake.input.train, snakemake.output[0], snakemake.threads,
+              snakemake.input.base)

@@ -17,6 +17,8 @@ class BitsSpec:
     description: str
     # (device type, task's skip-module names) -> (from_pretrained kwargs, facts to record)
     load_kwargs: Callable[[str, list[str]], tuple[dict, dict]]
+    label: str = ""  # how tables name it
+    quantized: bool = False  # a prepared base is saved (and diagnosed) for quantized bits
 
 
 BITS: Registry[BitsSpec] = Registry("bits value", __name__)

@@ -48,6 +48,10 @@ class Method:
         """Trainable adapter parameters one unit of rank costs on a module of this shape."""
         return in_features + out_features
 
+    def scaling_rank(self, budget: int, opts: dict) -> int:
+        """The rank PEFT divides ``lora_alpha`` by (scaling = alpha / rank)."""
+        return budget
+
     def budget_line(self, info: dict, step: int) -> int | None:
         """The scheduled total rank at ``step`` (for plots), if the method has a schedule."""
         return None
@@ -72,6 +76,14 @@ def adapted_modules(model):
 def adapter_ranks(model) -> dict[str, int]:
     """Rank each adapted module is built with (for a loaded AdaLoRA adapter: the kept rank)."""
     return {name: int(mod.r[mod.active_adapters[0]]) for name, mod in adapted_modules(model)}
+
+
+def resolve_alpha(value: float | str, rank: int) -> float:
+    """``lora_alpha`` as configured: a number, or a multiple of the rank (``"2r"``: alpha / r = 2
+    whatever the rank, so budgets compare at the same scaling)."""
+    if isinstance(value, str):
+        return float(value[:-1]) * rank
+    return float(value)
 
 
 def strip_prefix(name: str) -> str:

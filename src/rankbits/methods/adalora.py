@@ -78,6 +78,9 @@ class AdaLoRA(Method):
     def params_per_rank(self, in_features, out_features):
         return in_features + out_features + 1  # a column of P, a row of Q, one singular value
 
+    def scaling_rank(self, budget, opts):
+        return opts["init_r"]  # SVDLinear scales by lora_alpha / ranknum, ranknum = init_r
+
     def budget_line(self, info, step):
         o = info["method_options"]
         n = len(info["module_dims"])

