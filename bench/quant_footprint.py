@@ -2,6 +2,10 @@
 side in one run on the same model (constants of bitsandbytes' quantization included).
 
     python bench/quant_footprint.py [--quick] [--model minilm] [--device cpu]
+                                    [--calibration results/tokenized/sst2/minilm/dev.parquet]
+
+Mixed per-layer presets are included; ``sensitive8:K`` only with --calibration (it ranks layers
+by their measured error on that batch).
 
 Goals (issue: quantized arms): NF4+DQ <= 0.53 B per quantized parameter (4.127 bits: 0.516 B);
 LLM.int8 about 1.0 B.
@@ -11,7 +15,8 @@ from __future__ import annotations
 import argparse
 
 from rankbits.footprint import footprint
-from rankbits.modeling import load_base_backbone
+from rankbits.modeling import load_tokenizer
+from rankbits.prepare import build_backbone, calibration_batch
 from rankbits.runtime import pick_device, versions
 
 MiB = 2**20
@@ -22,23 +27,30 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only 32, 8 and 4 (NF4+DQ)")
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--calibration", help="tokenized parquet for sensitive8:K (e.g. a dev split)")
     args = ap.parse_args()
     device = pick_device(args.device)
-    names = ["32", "8", "4"] if args.quick else ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq"]
+    names = ["32", "8", "4"] if args.quick else ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq",
+                                                  "mixed:attn8-ffn4", "mixed:ffn8-attn4", "mixed:edges8"]
+    batch = None
+    if args.calibration:
+        names.append("mixed:sensitive8:6")
+        pad = load_tokenizer(args.model, {}).pad_token_id
+        batch = calibration_batch(args.calibration, 32, pad, device)
     rows = {}
     for bits in names:
-        model, info = load_base_backbone(args.model, bits, {}, device)
+        model, info = build_backbone(args.model, bits, {}, device, batch)
         rows[bits] = footprint(model)
         del model
     full = rows["32"]["total_bytes"]
     print(f"model={args.model} device={device.type} torch={versions()['torch']} "
           f"bitsandbytes={versions()['bitsandbytes']}")
-    print(f"{'bits':<8}{'B/quantized param':>18}{'model MiB':>11}{'vs 32-bit':>11}"
+    print(f"{'bits':<20}{'B/quantized param':>18}{'model MiB':>11}{'vs 32-bit':>11}"
           f"{'quantized Linear MiB':>22}{'constants MiB':>15}")
     for bits, fp in rows.items():
         parts = fp["bytes_by_component"]
         bpp = fp["quantized_linear_bytes_per_param"]
-        print(f"{bits:<8}{(f'{bpp:.4f}' if bpp else '—'):>18}{fp['total_bytes'] / MiB:>11.2f}"
+        print(f"{bits:<20}{(f'{bpp:.4f}' if bpp else '—'):>18}{fp['total_bytes'] / MiB:>11.2f}"
               f"{fp['total_bytes'] / full:>11.3f}{parts.get('quantized_linear_weights', 0) / MiB:>22.2f}"
               f"{parts.get('quantization_constants', 0) / MiB:>15.3f}")
     print(f"ratio 4-bit (NF4+DQ) / 32-bit memory: {rows['4']['total_bytes'] / full:.3f}")

@@ -57,7 +57,8 @@ def spec_for(method: str, bits: str, budget: int = 2, steps: int = 4, **adalora)
 
 @needs_shared_data("sst2")
 @pytest.mark.slow
-@pytest.mark.parametrize("bits", ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq", "nf4-dq"])
+@pytest.mark.parametrize("bits", ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq", "nf4-dq", "mixed:attn8-ffn4",
+                                  "mixed:ffn8-attn4", "mixed:edges8", "mixed:sensitive8:5"])
 def test_every_bits_value_trains_and_evaluates(bits, prepared, sst2_tokens, tmp_path):
     from rankbits.evaluate import evaluate_run
     from rankbits.train import train_run
@@ -129,6 +130,67 @@ def test_qadalora_ends_at_target_rank(prepared, sst2_tokens, tmp_path):
                      base_dir=str(prepared("4")))
     assert info["total_rank"] == info["target_total_rank"] == 2 * 36
     assert info["params"]["effective_adapter"] < info["params"]["adapter_initial"]
+
+
+@needs_shared_data("sst2")
+@pytest.mark.parametrize("preset, expected", [
+    ("attn8-ffn4", lambda layer, kind: kind in {"Wq", "Wk", "Wv", "Wo"}),
+    ("ffn8-attn4", lambda layer, kind: kind in {"Wf1", "Wf2"}),
+    ("edges8", lambda layer, kind: layer in (0, 5)),
+])
+def test_mixed_bit_map_matches_the_preset(preset, expected, prepared):
+    from rankbits.models import MODELS
+
+    fp = json.loads((prepared(f"mixed:{preset}") / "footprint.json").read_text())
+    locate = MODELS.get("minilm").family.locate
+    assert len(fp["bit_map"]) == 36
+    want = {n: 8 if expected(*locate(n)) else 4 for n in fp["bit_map"]}
+    assert fp["bit_map"] == want
+    # the per-layer map is what was built: every module has the type its bits say
+    kinds = {8: "Linear8bitLt", 4: "Linear4bit"}
+    from rankbits.modeling import load_base
+
+    model, _ = load_base("minilm", f"mixed:{preset}", "sst2", {}, CPU, str(prepared(f"mixed:{preset}")))
+    types = {n: type(m).__name__ for n, m in model.named_modules()}
+    for n, bits in fp["bit_map"].items():
+        assert types[f"bert.{n}"] == kinds[bits], n
+    # bytes per quantized parameter lie between NF4+DQ and int8, by the share of 8-bit parameters
+    assert 0.53 < fp["quantized_linear_bytes_per_param"] < 1.0
+
+
+@needs_shared_data("sst2")
+def test_sensitive8_keeps_the_k_most_sensitive_layers(prepared):
+    fp = json.loads((prepared("mixed:sensitive8:5") / "footprint.json").read_text())
+    sens = fp["sensitivity"]
+    eight = {n for n, b in fp["bit_map"].items() if b == 8}
+    assert len(eight) == 5 and set(sens) == set(fp["bit_map"])
+    assert min(sens[n] for n in eight) >= max(sens[n] for n in sens if n not in eight)
+
+
+@needs_shared_data("sst2")
+def test_saved_mixed_base_reloads_with_identical_outputs(prepared, sst2_tokens):
+    from rankbits.modeling import load_base
+    from rankbits.prepare import build_backbone, calibration_batch
+
+    batch = calibration_batch(str(sst2_tokens / "tok_train.parquet"), 8, 0, CPU)
+    fresh, _ = build_backbone("minilm", "mixed:edges8", {}, CPU)
+    reloaded, _ = load_base("minilm", "mixed:edges8", "sst2", {}, CPU, str(prepared("mixed:edges8")))
+    with torch.no_grad():
+        a = fresh(**batch).last_hidden_state
+        b = reloaded.bert(**batch).last_hidden_state
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("mixed:attn4", r"unknown preset 'attn4'"),
+    ("mixed:sensitive8", r"sensitive8 takes a layer count"),
+    ("mixed:edges8:3", r"the other presets take none"),
+])
+def test_bad_mixed_names_are_clear_errors(name, message):
+    from rankbits.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=message):
+        BITS.get(name)
 
 
 def test_unsupported_device_is_a_clear_error():

@@ -30,7 +30,7 @@ class Batches:
     def __init__(self, df: pd.DataFrame, batch_size: int, pad_id: int, group_by_length: bool = True):
         self.ids = df["input_ids"].tolist()
         self.types = df["token_type_ids"].tolist() if "token_type_ids" in df else None
-        self.labels = torch.as_tensor(df["label"].to_numpy(), dtype=torch.long)
+        self.labels = torch.as_tensor(df["label"].to_numpy(copy=True), dtype=torch.long)
         self.lengths = np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
         self.batch_size, self.pad_id, self.group = batch_size, pad_id, group_by_length
 
@@ -50,10 +50,10 @@ class Batches:
         types = torch.zeros((len(rows), width), dtype=torch.long) if self.types else None
         for j, r in enumerate(rows):
             n = int(self.lengths[r])
-            ids[j, :n] = torch.as_tensor(self.ids[r])
+            ids[j, :n] = torch.from_numpy(np.array(self.ids[r]))
             mask[j, :n] = 1
             if types is not None:
-                types[j, :n] = torch.as_tensor(self.types[r])
+                types[j, :n] = torch.from_numpy(np.array(self.types[r]))
         out = {"input_ids": ids, "attention_mask": mask, "labels": self.labels[torch.as_tensor(rows)]}
         if types is not None:
             out["token_type_ids"] = types

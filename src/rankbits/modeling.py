@@ -45,6 +45,8 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
         src = str(Path(base_dir) / "model")
         kwargs = {k: v for k, v in kwargs.items() if k != "quantization_config"}
     m = _from_pretrained(AutoModelForSequenceClassification, src, device, kwargs, bits)
+    if BITS.get(bits).finish_load is not None:
+        m = BITS.get(bits).finish_load(m, base_dir)
     return m, {"source": src, "family": spec.family.name, "base_bytes": int(m.get_memory_footprint()),
                "num_params": int(sum(p.numel() for p in m.parameters())), **bit_info}
 

@@ -30,19 +30,23 @@ def heatmap_matrix(values: dict[str, float], model: str) -> tuple[list[int], lis
 
 def quant_heatmap(base_dir: str, model: str, out: str) -> None:
     """Per-Linear quantization error of a prepared base (layers x module kinds): relative weight
-    error and 1 - output cosine against full precision on the calibration batch."""
+    error and 1 - output cosine against full precision on the calibration batch; for per-layer
+    mixes a third panel shows the bit map."""
     diag = pd.read_csv(Path(base_dir) / "quant_diagnostics.csv")
     fp = read_json(Path(base_dir) / "footprint.json")
-    panels = [("rel_weight_error", "relative weight error ‖Ŵ−W‖/‖W‖", diag["rel_weight_error"]),
-              ("1-cos", "1 − output cosine (calibration batch)", 1 - diag["output_cosine"])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (_, title, values) in zip(axes, panels):
-        layers, kinds, mat = heatmap_matrix(dict(zip(diag["module"], values)), model)
-        im = ax.imshow(mat, cmap="magma", aspect="auto", origin="lower")
+    panels = [("relative weight error ‖Ŵ−W‖/‖W‖", dict(zip(diag["module"], diag["rel_weight_error"])), "magma", "{:.3f}"),
+              ("1 − output cosine (calibration batch)", dict(zip(diag["module"], 1 - diag["output_cosine"])),
+               "magma", "{:.3f}")]
+    if fp.get("bit_map"):
+        panels.append(("bits per weight", fp["bit_map"], "viridis", "{:.0f}"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
+    for ax, (title, values, cmap, fmt) in zip(axes, panels):
+        layers, kinds, mat = heatmap_matrix(values, model)
+        im = ax.imshow(mat, cmap=cmap, aspect="auto", origin="lower")
         for i in range(len(layers)):
             for j in range(len(kinds)):
                 if not np.isnan(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center", fontsize=7, color="cyan")
+                    ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", fontsize=7, color="cyan")
         ax.set_xticks(range(len(kinds)), kinds)
         ax.set_yticks(range(len(layers)), layers)
         ax.set_xlabel("module")

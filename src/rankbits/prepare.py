@@ -22,24 +22,36 @@ def calibration_batch(path: str, samples: int, pad_id: int, device) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def build_backbone(model: str, bits: str, options: dict, device, calibration: dict | None = None):
+    """The quantized (or full-precision) backbone of ``model`` at ``bits`` and facts about it;
+    per-layer mixes are built by their bits entry, the rest by bitsandbytes' config."""
+    spec = BITS.get(bits)
+    if spec.build is not None:
+        return spec.build(model, options, device, calibration)
+    return load_base_backbone(model, bits, options, device)
+
+
 def prepare_base(model: str, bits: str, options: dict, device: str, out_dir: str,
                  calibration: str | None = None, calibration_samples: int = 32) -> dict:
     """Write ``out_dir``: ``footprint.json`` always; for quantized bits also ``model/`` (saved
     with bitsandbytes serialization, loaded by every training job of this model x bits) and
     ``quant_diagnostics.csv`` (per-Linear error against full precision on a calibration batch)."""
     dev = pick_device(device)
-    m, info = load_base_backbone(model, bits, options, dev)
+    spec = BITS.get(bits)
+    batch = None
+    if calibration and spec.quantized:
+        pad = load_tokenizer(model, options).pad_token_id
+        batch = calibration_batch(calibration, calibration_samples, pad, dev)
+    m, info = build_backbone(model, bits, options, dev, batch)
     record = {"model": model, "bits": bits, **info, **footprint(m), "versions": versions(),
               "weights": None, "calibration": None}
     with atomic_dir(out_dir) as tmp:
-        if BITS.get(bits).quantized:
-            m.save_pretrained(tmp / "model")
+        if spec.quantized:
+            (spec.save or (lambda mod, d: mod.save_pretrained(f"{d}/model")))(m, tmp)
             record["weights"] = "model"
-            if calibration:
+            if batch is not None:
                 ref, _ = load_base_backbone(model, "32", options, dev)
-                pad = load_tokenizer(model, options).pad_token_id
-                rows = diagnostics(m, ref, calibration_batch(calibration, calibration_samples, pad, dev),
-                                   MODELS.get(model).family.locate)
+                rows = diagnostics(m, ref, batch, MODELS.get(model).family.locate)
                 pd.DataFrame(rows).to_csv(tmp / "quant_diagnostics.csv", index=False)
                 record["calibration"] = {"source": str(calibration), "samples": calibration_samples}
         write_json(Path(tmp) / "footprint.json", record)

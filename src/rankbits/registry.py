@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -24,6 +24,7 @@ class Registry(Generic[T]):
         self.axis = axis
         self._package = package
         self._entries: dict[str, T] = {}
+        self._families: dict[str, tuple[Callable[[str], T], str]] = {}
         self._loaded = False
 
     def register(self, name: str, entry: T) -> T:
@@ -31,6 +32,11 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.axis} {name!r} is registered twice")
         self._entries[name] = entry
         return entry
+
+    def register_family(self, prefix: str, make: Callable[[str], T], syntax: str) -> None:
+        """Names ``<prefix>:<argument>`` built on demand by ``make(argument)``, which raises
+        ValueError for a bad argument; ``syntax`` is how the names are listed (e.g. mixed:<preset>)."""
+        self._families[prefix] = (make, syntax)
 
     def _load(self) -> None:
         if self._loaded:
@@ -43,10 +49,17 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self._load()
-        return sorted(self._entries)
+        return sorted(self._entries) + sorted(syntax for _, syntax in self._families.values())
 
     def get(self, name: str) -> T:
         self._load()
+        prefix, sep, arg = name.partition(":")
+        if name not in self._entries and sep and prefix in self._families:
+            make, syntax = self._families[prefix]
+            try:
+                self._entries[name] = make(arg)
+            except ValueError as exc:
+                raise UnknownNameError(f"{self.axis} {name!r}: {exc} (form: {syntax})") from None
         try:
             return self._entries[name]
         except KeyError:

@@ -19,6 +19,13 @@ class BitsSpec:
     load_kwargs: Callable[[str, list[str]], tuple[dict, dict]]
     label: str = ""  # how tables name it
     quantized: bool = False  # a prepared base is saved (and diagnosed) for quantized bits
+    # For bases bitsandbytes' config cannot express (per-layer mixes):
+    # build(model, options, device, calibration batch) -> (backbone, facts), used by prepare_base;
+    # finish_load(loaded model, base_dir) -> model, applied after from_pretrained of the saved base.
+    # save(backbone, base_dir) writes base_dir/model (default: save_pretrained).
+    build: Callable | None = None
+    finish_load: Callable | None = None
+    save: Callable | None = None
 
 
 BITS: Registry[BitsSpec] = Registry("bits value", __name__)

@@ -30,6 +30,21 @@ class Family:
                 return int(m.group(1)), self.kind_suffixes[suffix]
         raise ValueError(f"module {module!r} matches no {self.name} kind: {sorted(self.kind_suffixes)}")
 
+    def target_dims(self, model) -> dict[str, tuple[int, int]]:
+        """(in_features, out_features) of every Linear layer adapters target, by module name in
+        ``model`` (plain or quantized Linear layers, before any adapter is attached)."""
+        import torch
+
+        out = {}
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and any(name.endswith(t) for t in self.target_modules):
+                try:
+                    self.locate(name)
+                except ValueError:  # e.g. a pooler's dense layer: not part of the layer stack
+                    continue
+                out[name] = (int(mod.in_features), int(mod.out_features))
+        return out
+
 
 @dataclass(frozen=True)
 class ModelSpec:
