@@ -15,6 +15,7 @@ import argparse
 import math
 import statistics
 import time
+from types import SimpleNamespace
 
 import torch
 import transformers
@@ -40,14 +41,15 @@ def arm(method: str, rank: int, budget: int, total: int, device):
     opt = torch.optim.AdamW(params, lr=1e-4)
     sched = transformers.get_linear_schedule_with_warmup(opt, 0, total)
     return {"name": f"{method} r={rank}" + (f"->{budget}" if method == "adalora" else ""),
-            "model": model, "params": params, "opt": opt, "sched": sched, "method": m, "step": 0,
+            "model": model, "params": params, "opt": opt, "sched": sched, "step": 0,
+            "hook": lambda step: m.on_optimizer_step(SimpleNamespace(model=model), step),
             "times": []}
 
 
 def run_steps(a, batch, n, device):
     for _ in range(n):
         t = time.perf_counter()
-        optimizer_step(a["model"], batch, a["params"], a["opt"], a["sched"], a["method"], a["step"], 1.0)
+        optimizer_step(a["model"], batch, a["params"], a["opt"], a["sched"], a["hook"], a["step"], 1.0)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         a["times"].append(time.perf_counter() - t)

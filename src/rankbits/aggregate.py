@@ -24,10 +24,12 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
         row.update({f"metric.{k}": v for k, v in ei["metrics"].items()})
         row.update({
             "primary_metric": ei["primary_metric"], "primary_value": ei["primary_value"],
-            "trainable_params": ti["trainable_params"],
+            # at the end of training: a run whose rank grows ends with more than it started with
+            "trainable_params": ti.get("trainable_params_final", ti["trainable_params"]),
             "effective_adapter_params": ti["effective_adapter_params"],
             "total_rank": ti["total_rank"], "target_total_rank": ti["target_total_rank"],
             "adapter_bytes": ti["adapter_bytes"], "base_bytes": ti["base_bytes"],
+            "own_base_footprint_bytes": ti.get("own_base_footprint_bytes"),
             "peak_rss_bytes": ti["peak_rss_bytes"],
             "optimizer_state_bytes": ti.get("optimizer_state_bytes"),
             "cuda_max_allocated_bytes": ti["cuda_max_allocated_bytes"],
@@ -38,6 +40,7 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["bits"] = df["bits"].astype(str)
+    df["own_base_footprint_bytes"] = df["own_base_footprint_bytes"].astype("float64")  # None: NaN
     return df.sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -47,7 +50,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     metric_cols = [c for c in runs.columns if c.startswith("metric.")]
     value_cols = metric_cols + ["primary_value", "trainable_params", "effective_adapter_params",
                                 "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
-                                "optimizer_state_bytes",
+                                "optimizer_state_bytes", "own_base_footprint_bytes",
                                 "train_seconds", "steps"]
     g = runs.groupby(KEYS, sort=False, dropna=False)
     out = g[value_cols].agg(["mean", "std"])
@@ -125,8 +128,9 @@ def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict])
     constants included) / adapter MiB on disk / trainable and effective adapter parameters /
     optimizer state / peak process memory."""
     out = summary[KEYS].copy()
-    out["base MiB"] = [round(footprints[(m, str(b))]["total_bytes"] / MiB, 2)
-                       for m, b in zip(summary["model"], summary["bits"])]
+    own = summary.get("own_base_footprint_bytes_mean", pd.Series([float("nan")] * len(summary)))
+    out["base MiB"] = [round((o if pd.notna(o) else footprints[(m, str(b))]["total_bytes"]) / MiB, 2)
+                       for m, b, o in zip(summary["model"], summary["bits"], own.to_numpy())]
     out["adapter MiB"] = (summary["adapter_bytes_mean"] / MiB).round(3)
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")

@@ -12,7 +12,7 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,9 @@ def check_names(cfg: dict) -> None:
             raise ConfigError(f"{where}: {exc}") from None
     for method in cfg["study"]["methods"]:
         METHODS.get(method).options(cfg.get("methods", {}).get(method, {}), where=f"methods.{method}")
+        if METHODS.get(method).own_bits and [str(b) for b in cfg["study"]["bits"]] != ["32"]:
+            raise ConfigError(f"study.bits: method {method!r} sets per-layer precision itself from the "
+                              f"fp32 base; run it in a study whose bits are [\"32\"] only")
     for i, ov in enumerate(cfg.get("overrides", [])):
         for key, registry in (("task", TASKS), ("method", METHODS), ("model", MODELS)):
             if key in ov:
@@ -105,6 +108,13 @@ def expand_runs(cfg: dict) -> list[Run]:
     if len(set(runs)) != len(runs):
         raise ConfigError("study: an axis lists the same value twice")
     return runs
+
+
+def upstream_run(run: Run | dict) -> Run | None:
+    """The run ``run``'s method builds on (same task, model, budget, bits, seed), if any."""
+    run = Run(**run) if isinstance(run, dict) else run
+    method = METHODS.get(run.method).upstream
+    return replace(run, method=method) if method else None
 
 
 def resolve_training(cfg: dict, task: str, method: str, model: str | None = None) -> dict:

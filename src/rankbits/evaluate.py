@@ -11,7 +11,7 @@ import torch
 from .batching import Batches
 from .config import Run
 from .io import atomic_dir, copy_into, read_json, write_json
-from .methods import adapter_ranks
+from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_tokenizer
 from .runtime import git_commit, peak_memory, pick_device, repo_root
 from .tasks import TASKS
@@ -48,6 +48,7 @@ def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, thread
     df = pd.read_parquet(dev_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
     base, _ = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
+    base = METHODS.get(run.method).adapt_base(base, train_info["allocation"] or {}, device)
     model = PeftModel.from_pretrained(base, f"{train_dir}/adapter").eval()  # on base's device
     # AdaLoRA saves adapters pruned to the kept ranks: what is evaluated is what was trained
     if adapter_ranks(model) != read_json(f"{train_dir}/rank_pattern.json"):
@@ -76,12 +77,19 @@ def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, thread
             "trainable_params": train_info["params"]["trainable"],
             "adapter_params_initial": train_info["params"]["adapter_initial"],
             "head_params": train_info["params"]["head"],
+            "trainable_params_final": train_info["params"]["trainable_final"],
             "effective_adapter_params": train_info["params"]["effective_adapter"],
+            "budget_match": train_info["budget_match"],
+            "allocation": train_info["allocation"],
+            "n_validation_held_out": train_info["n_validation_held_out"],
+            "skipped_batches": train_info["skipped_batches"],
             "total_rank": train_info["total_rank"],
             "target_total_rank": train_info["target_total_rank"],
             "num_modules": len(train_info["module_dims"]),
             "adapter_bytes": train_info["adapter_bytes"],
             "base_bytes": train_info["base"]["base_bytes"],
+            # a method that quantizes its own base (joint) measures it; others: see footprint.json
+            "own_base_footprint_bytes": (train_info["base"].get("footprint") or {}).get("total_bytes"),
             "final_task_loss": train_info["final_task_loss"],
             **train_info["memory"],
             **train_info["timing"],

@@ -52,8 +52,9 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
 
 
 def attach_adapter(model, model_name: str, method, budget: int, opts: dict, hp: dict,
-                   total_steps: int, task_type: str = "SEQ_CLS"):
-    """Wrap ``model`` with ``method``'s adapter on the model family's target modules."""
+                   total_steps: int, task_type: str = "SEQ_CLS", allocation: dict | None = None):
+    """Wrap ``model`` with ``method``'s adapter on the model family's target modules
+    (``allocation``: a rank per module decided before training)."""
     from peft import get_peft_model
 
     from .methods import resolve_alpha
@@ -61,7 +62,7 @@ def attach_adapter(model, model_name: str, method, budget: int, opts: dict, hp: 
     hp = {**hp, "lora_alpha": resolve_alpha(hp["lora_alpha"], method.scaling_rank(budget, opts))}
     cfg = method.peft_config(budget=budget, opts=opts, hp=hp, total_steps=total_steps,
                              target_modules=MODELS.get(model_name).family.target_modules,
-                             task_type=task_type)
+                             task_type=task_type, allocation=allocation)
     return get_peft_model(model, cfg)
 
 

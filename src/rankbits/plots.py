@@ -64,25 +64,69 @@ def save(fig, path: str) -> None:
     plt.close(fig)
 
 
+def final_ranks(run_dir: str | Path, metrics: dict) -> dict[str, float]:
+    """Final rank per target module; modules an allocation left out count as rank 0."""
+    ranks = read_json(Path(run_dir) / "rank_pattern.json")
+    allocation = (metrics["train_info"].get("allocation") or {}).get("ranks", {})
+    return {**{m: 0 for m in allocation}, **ranks}
+
+
+def _draw_ranks(ax, mat, layers, kinds, vmax, annotate=True):
+    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=vmax, aspect="auto", origin="lower")
+    if annotate:
+        for i in range(len(layers)):
+            for j in range(len(kinds)):
+                if not np.isnan(mat[i, j]):
+                    ax.text(j, i, int(mat[i, j]), ha="center", va="center",
+                            color="white" if mat[i, j] < vmax / 2 else "black", fontsize=7)
+    ax.set_xticks(range(len(kinds)), kinds, fontsize=7)
+    ax.set_yticks(range(len(layers)), layers, fontsize=7)
+    return im
+
+
 def rank_heatmap(run_dir: str, out: str) -> None:
     m = read_json(Path(run_dir) / "metrics.json")
     ri, ti = m["run_info"], m["train_info"]
-    layers, kinds, mat = heatmap_matrix(read_json(Path(run_dir) / "rank_pattern.json"), ri["model"])
-    init_r = ti["method_options"].get("init_r") or ri["budget"]
+    layers, kinds, mat = heatmap_matrix(final_ranks(run_dir, m), ri["model"])
+    vmax = max(ti["method_options"].get("init_r") or ri["budget"], np.nanmax(mat))
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(kinds), 0.9 + 0.45 * len(layers)))
-    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=init_r, aspect="auto", origin="lower")
-    for i in range(len(layers)):
-        for j in range(len(kinds)):
-            if not np.isnan(mat[i, j]):
-                ax.text(j, i, int(mat[i, j]), ha="center", va="center",
-                        color="white" if mat[i, j] < init_r / 2 else "black", fontsize=8)
-    ax.set_xticks(range(len(kinds)), kinds)
-    ax.set_yticks(range(len(layers)), layers)
+    im = _draw_ranks(ax, mat, layers, kinds, vmax)
     ax.set_xlabel("module")
     ax.set_ylabel("layer")
-    ax.set_title(f"{ri['run_path']}\nfinal rank {ti['total_rank']} (target {ti['target_total_rank']})",
-                 fontsize=9)
+    ax.set_title(f"{ri['run_path']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
+                 f"{ti['effective_adapter_params']:,} adapter params", fontsize=9)
     fig.colorbar(im, ax=ax, label="rank")
+    save(fig, out)
+
+
+def rank_maps(run_dirs: list[str], out: str) -> None:
+    """Final rank maps of every arm side by side: a row per (task, model, budget, bits), a column
+    per method (first seed), one colour scale per row."""
+    runs = [(d, read_json(Path(d) / "metrics.json")) for d in run_dirs]
+    first = {}
+    for d, m in sorted(runs, key=lambda x: x[1]["run_info"]["seed"]):
+        ri = m["run_info"]
+        first.setdefault((ri["task"], ri["model"], ri["budget"], str(ri["bits"]), ri["method"]), (d, m))
+    rows = sorted({k[:4] for k in first}, key=lambda k: (k[0], k[1], k[2], k[3]))
+    methods = list(dict.fromkeys(m["run_info"]["method"] for _, m in runs))
+    fig, axes = plt.subplots(len(rows), len(methods), squeeze=False,
+                             figsize=(1.9 * len(methods) + 1, 2.3 * len(rows) + 0.5))
+    for i, row in enumerate(rows):
+        mats = {}
+        for method in methods:
+            if (*row, method) in first:
+                d, m = first[(*row, method)]
+                mats[method] = heatmap_matrix(final_ranks(d, m), row[1])
+        vmax = max(np.nanmax(mat) for _, _, mat in mats.values())
+        for j, method in enumerate(methods):
+            ax = axes[i][j]
+            if method not in mats:
+                ax.axis("off")
+                continue
+            layers, kinds, mat = mats[method]
+            im = _draw_ranks(ax, mat, layers, kinds, vmax, annotate=len(methods) <= 6)
+            ax.set_title(f"{method}\n{row[0]} b={row[2]} {row[3]}", fontsize=7)
+        fig.colorbar(im, ax=axes[i].tolist(), label="rank", shrink=0.8)
     save(fig, out)
 
 

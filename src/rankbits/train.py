@@ -1,19 +1,25 @@
 """The one training loop every method goes through.
 
+    ranks = method.allocate(ctx)            # patterns, probe, adalora-transfer: ranks per module
+    model = attach_adapter(base, method, ranks); method.setup(ctx)
     for step in range(total_steps):
         loss = model(**batch).loss          # AdaLoRA adds its orthogonal regulariser here
         loss.backward(); clip; optimizer.step(); scheduler.step()
-        method.on_optimizer_step(model, step)   # AdaLoRA: update_and_allocate
+        method.on_optimizer_step(ctx, step)  # AdaLoRA: update_and_allocate; grow: grow on plateau
         optimizer.zero_grad()
 
 The task loss (cross-entropy, without any regulariser) is logged apart from the optimised loss so
 loss curves compare across methods. Losses are checked for finiteness in groups of ``log_every``
-steps (one host sync per group) and a non-finite one stops the run, naming its step.
+steps (one host sync per group) and a non-finite one stops the run, naming its step — unless
+``training.on_nan: skip_batch``, which checks every step and skips a batch whose loss or gradient
+is not finite (counted in train_info).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -24,8 +30,11 @@ from . import __version__
 from .batching import Batches
 from .config import Run, config_hash
 from .io import atomic_dir, dir_bytes, write_csv, write_json
+from .allocation import budget_record
+from .footprint import footprint
 from .methods import METHODS, module_dims
 from .modeling import attach_adapter, load_base, load_tokenizer
+from .models import MODELS
 from .runtime import device_info, peak_memory, pick_device, reset_peak, versions
 
 
@@ -46,17 +55,48 @@ def batch_stream(batches: Batches, seed: int):
         epoch += 1
 
 
-def optimizer_step(model, batch, trainable, optimizer, scheduler, method, step, max_grad_norm):
-    """One optimizer step; returns (task loss, optimised loss, grad norm) as 0-d tensors."""
+@dataclass
+class Context:
+    """What a method sees of its run: before training (``allocate``: dims, ``probe``, the upstream
+    run) and while training (``setup`` / ``on_optimizer_step``: model, optimizer, trainable
+    parameters, ``val_loss``). ``record`` goes into train_info; ``state`` is the method's own."""
+
+    run: Run
+    budget: int
+    opts: dict
+    hp: dict
+    dims: dict[str, tuple[int, int]]
+    locate: Callable[[str], tuple[int, str]]
+    upstream_dir: str | None = None
+    probe: Callable | None = None
+    val_loss: Callable[[], float] | None = None
+    model: object = None
+    optimizer: object = None
+    trainable: list = field(default_factory=list)
+    record: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
+
+
+def optimizer_step(model, batch, trainable, optimizer, scheduler, hook, step, max_grad_norm,
+                   skip_nonfinite: bool = False):
+    """One optimizer step; returns (task loss, optimised loss, grad norm) as 0-d tensors and
+    whether the batch was skipped (only with ``skip_nonfinite``, which syncs every step)."""
     out = model(**batch)
     task_loss = F.cross_entropy(out.logits.detach().float(), batch["labels"])
+    if skip_nonfinite and not bool(torch.isfinite(out.loss)):
+        optimizer.zero_grad(set_to_none=True)
+        return task_loss, out.loss.detach().float(), torch.tensor(float("nan")), True
     out.loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+    if skip_nonfinite and not bool(torch.isfinite(gnorm)):
+        optimizer.zero_grad(set_to_none=True)
+        return task_loss, out.loss.detach().float(), gnorm.detach().float(), True
     optimizer.step()
     scheduler.step()
-    method.on_optimizer_step(model, step)
+    if hook is not None:
+        hook(step)
     optimizer.zero_grad(set_to_none=True)
-    return task_loss, out.loss.detach().float(), gnorm.detach().float()
+    return task_loss, out.loss.detach().float(), gnorm.detach().float(), False
 
 
 def make_optimizer(params, hp: dict, quantized: bool, device):
@@ -74,29 +114,81 @@ def optimizer_state_bytes(optimizer) -> int:
 
 
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
-              base_dir: str | None = None) -> dict:
-    """Train one run and write its training artefacts to ``out_dir`` (complete or absent)."""
+              base_dir: str | None = None, upstream_dir: str | None = None) -> dict:
+    """Train one run and write its training artefacts to ``out_dir`` (complete or absent).
+    ``upstream_dir``: the finished run a method builds on (e.g. adalora-transfer's AdaLoRA run)."""
     import transformers
     run = Run(**spec["run"])
     hp, method = spec["training"], METHODS.get(run.method)
     torch.set_num_threads(max(1, threads))
     transformers.set_seed(run.seed)
     device = pick_device(spec["device"])
+    skip_nonfinite = hp["on_nan"] == "skip_batch"
     t0 = time.perf_counter()
 
     df = pd.read_parquet(train_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
+    n_val = method.validation_samples(spec["method_options"])
+    val_batches = None
+    if n_val:
+        if n_val >= len(df):
+            raise ValueError(f"methods.{run.method}: holds out {n_val} training rows for validation "
+                             f"but {train_path} has only {len(df)}")
+        val_df = df.sample(n=n_val, random_state=run.seed)
+        df = df.drop(val_df.index)
+        val_batches = Batches(val_df, hp["eval_batch_size"], tokenizer.pad_token_id, hp["group_by_length"])
     batches = Batches(df, hp["batch_size"], tokenizer.pad_token_id, hp["group_by_length"])
     steps = total_steps(len(df), hp)
     opts = method.prepare(run.budget, spec["method_options"], steps, f"methods.{run.method}")
 
-    model, base_info = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
-    base_info["kbit_prepared"] = bool(base_info["quantized"] and hp["kbit_prepare"])
-    if base_info["kbit_prepared"]:  # QLoRA recipe: upcasts norms/heads to fp32, input grads on
-        from peft import prepare_model_for_kbit_training
+    def base_model():
+        m, info = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
+        info["kbit_prepared"] = bool(info["quantized"] and hp["kbit_prepare"])
+        if info["kbit_prepared"]:  # QLoRA recipe: upcasts norms/heads to fp32, input grads on
+            from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = attach_adapter(model, run.model, method, run.budget, opts, hp, steps)
+            m = prepare_model_for_kbit_training(m, use_gradient_checkpointing=False)
+        return m, info
+
+    def probe(n_steps: int, hook=None):
+        """Uniform LoRA at the budget, trained ``n_steps`` on this run's data by the same step;
+        ``hook(model, step)`` sees the gradients after each optimizer step."""
+        pm, _ = base_model()
+        pm = attach_adapter(pm, run.model, METHODS.get("lora"), run.budget, {}, hp, n_steps)
+        params = [p for p in pm.parameters() if p.requires_grad]
+        popt, _ = make_optimizer(params, hp, base_info["quantized"], device)
+        psched = transformers.get_linear_schedule_with_warmup(popt, int(round(hp["warmup_ratio"] * n_steps)),
+                                                               n_steps)
+        pstream = batch_stream(batches, run.seed)
+        pm.train()
+        for k in range(n_steps):
+            batch = {key: v.to(device) for key, v in next(pstream).items()}
+            optimizer_step(pm, batch, params, popt, psched, hook and (lambda st: hook(pm, st)), k,
+                           hp["max_grad_norm"], skip_nonfinite)
+        return pm
+
+    def val_loss() -> float:
+        from .evaluate import predict
+
+        model.eval()
+        pred = predict(model, val_batches, device)
+        model.train()
+        logits = torch.as_tensor(pred.filter(like="logit_").to_numpy())
+        return float(F.cross_entropy(logits, val_batches.labels))
+
+    model, base_info = base_model()
+    ctx = Context(run=run, budget=run.budget, opts=opts, hp=hp,
+                  dims=MODELS.get(run.model).family.target_dims(model),
+                  locate=MODELS.get(run.model).family.locate, upstream_dir=upstream_dir, probe=probe,
+                  val_loss=val_loss if val_batches is not None else None)
+    allocation = method.allocate(ctx)
+    if method.own_bits:
+        model = method.adapt_base(model, ctx.record, device)
+        base_info.update(base_bytes=int(model.get_memory_footprint()), quantized=True,
+                         weight_dtype=f"{method.name}: per-layer bit map",
+                         footprint=footprint(model.base_model))  # backbone, as footprint.json
+    transformers.set_seed(run.seed)  # the adapter starts the same whatever the allocation consumed
+    model = attach_adapter(model, run.model, method, run.budget, opts, hp, steps, allocation=allocation)
     dims = module_dims(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = {
@@ -108,24 +200,31 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     optimizer, base_info["optimizer"] = make_optimizer(trainable, hp, base_info["quantized"], device)
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(round(hp["warmup_ratio"] * steps)), steps)
+    ctx.model, ctx.optimizer, ctx.trainable = model, optimizer, trainable
+    method.setup(ctx)
     load_seconds = time.perf_counter() - t0
 
     ranks = method.ranks(model)
     rank_rows = [(0, m, r) for m, r in sorted(ranks.items())]
     log_rows: list[tuple] = []
     pending: list[tuple[int, torch.Tensor, torch.Tensor, float, torch.Tensor, int]] = []
+    skipped = []
 
     def flush():
         if not pending:
             return
         vals = torch.stack([torch.stack([a, b, g]) for _, a, b, _, g, _ in pending]).tolist()
         for (step, _, _, lr, _, total_rank), (task_loss, loss, gnorm) in zip(pending, vals):
-            if not (math.isfinite(loss) and math.isfinite(task_loss)):
+            if not skip_nonfinite and not (math.isfinite(loss) and math.isfinite(task_loss)):
                 raise NonFiniteLoss(
                     f"{run.path}: non-finite loss ({loss}) at optimizer step {step}; lower the "
-                    f"learning rate (training.lr) or gradient clipping (training.max_grad_norm)")
+                    f"learning rate (training.lr) or gradient clipping (training.max_grad_norm), "
+                    f"or set training.on_nan: skip_batch")
             log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
         pending.clear()
+
+    def hook(step):
+        method.on_optimizer_step(ctx, step)
 
     model.train()
     reset_peak(device)
@@ -134,9 +233,11 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     seen = 0
     for step in tqdm(range(steps), desc=run.path, mininterval=5, disable=False):
         batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
-        task_loss, loss, gnorm = optimizer_step(model, batch, trainable, optimizer, scheduler,
-                                                method, step, hp["max_grad_norm"])
+        task_loss, loss, gnorm, skip = optimizer_step(model, batch, trainable, optimizer, scheduler,
+                                                      hook, step, hp["max_grad_norm"], skip_nonfinite)
         seen += batch["labels"].shape[0]
+        if skip:
+            skipped.append(step + 1)
 
         if method.rank_adaptive:
             new = method.ranks(model)
@@ -153,6 +254,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     train_seconds = time.perf_counter() - t1
     memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(optimizer)}
 
+    dims = module_dims(model)
     eff = sum(r * method.params_per_rank(*dims[m]) for m, r in ranks.items())
     info = {
         "run": run.as_dict(),
@@ -165,13 +267,19 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         "steps": steps,
         "epochs_seen": seen / len(df),
         "n_train": len(df),
+        "n_validation_held_out": n_val,
         "module_dims": dims,
-        "params": {**params, "effective_adapter": eff},
+        "params": {**params, "trainable_final": sum(p.numel() for p in ctx.trainable),
+                   "effective_adapter": eff},
         "total_rank": sum(ranks.values()),
-        "target_total_rank": run.budget * len(dims),
+        "target_total_rank": run.budget * len(ctx.dims),
+        "budget_match": budget_record(eff, ctx.dims, run.budget),
+        "allocation": ({"ranks": dict(sorted(allocation.items())), **ctx.record}
+                       if allocation is not None else ctx.record or None),
+        "skipped_batches": skipped,
         "base": base_info,
         "memory": memory,
-        "final_task_loss": log_rows[-1][1] if log_rows else None,
+        "final_task_loss": next((r[1] for r in reversed(log_rows) if math.isfinite(r[1])), None),
         "timing": {"load_seconds": load_seconds, "train_seconds": train_seconds,
                    "samples_per_second": seen / train_seconds if train_seconds else None},
         "device": device_info(device),

@@ -8,3 +8,4 @@ with logged(snakemake):
     plots.rank_vs_step(runs, out.rank_vs_step)
     plots.loss_curves(runs, out.loss)
     plots.metric_vs_params(pd.read_csv(snakemake.input.summary), out.metric_vs_params)
+    plots.rank_maps(runs, out.rank_maps)

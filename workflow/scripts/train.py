@@ -3,4 +3,4 @@ from rankbits.workflow import logged
 
 with logged(snakemake):
     train_run(snakemake.params.spec, snakemake.input.train, snakemake.output[0], snakemake.threads,
-              snakemake.input.base)
+              snakemake.input.base, snakemake.input.get("upstream"))

@@ -51,6 +51,32 @@ def to_int8(linear: torch.nn.Linear, device) -> torch.nn.Module:
     return new.to(device)
 
 
+def to_nf4(linear: torch.nn.Linear, device) -> torch.nn.Module:
+    """NF4 + double quantization copy of a full-precision Linear (quantized as it is moved to
+    ``device``; compute dtype bf16 on CUDA, fp32 elsewhere, as the ``4`` bits entry)."""
+    import bitsandbytes as bnb
+
+    compute = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    new = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                            compute_dtype=compute, compress_statistics=True, quant_type="nf4")
+    new.weight = bnb.nn.Params4bit(linear.weight.data.float().cpu().clone(), requires_grad=False,
+                                   compress_statistics=True, quant_type="nf4", module=new)
+    if linear.bias is not None:
+        new.bias = torch.nn.Parameter(linear.bias.data.float().cpu().clone(), requires_grad=False)
+    return new.to(device)
+
+
+def quantize_modules(model: torch.nn.Module, bit_map: dict[str, int], device) -> torch.nn.Module:
+    """Replace each full-precision Linear named in ``bit_map`` by its int8 (8) or NF4+DQ (4) copy."""
+    convert = {8: to_int8, 4: to_nf4}
+    for name, bits in bit_map.items():
+        linear = model.get_submodule(name)
+        if type(linear) is not torch.nn.Linear:
+            raise TypeError(f"{name}: expected a full-precision Linear to quantize, found {type(linear).__name__}")
+        set_module(model, name, convert[bits](linear, device))
+    return model
+
+
 def from_int8_state(weight: torch.Tensor, scb: torch.Tensor, bias: torch.Tensor | None, device):
     """Rebuild an LLM.int8 layer from its stored int8 weight and row scales (no quantization)."""
     import bitsandbytes as bnb

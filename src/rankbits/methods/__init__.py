@@ -1,5 +1,6 @@
-"""Method registry. A method turns (budget, options, hyperparameters) into a PEFT config, may act
-after every optimizer step, and reports the rank each adapted module has right now.
+"""Method registry. A method turns (budget, options, hyperparameters) into a PEFT config, may
+allocate ranks per module before training (budget-matched, see ``allocation``), may act after
+every optimizer step, and reports the rank each adapted module has right now.
 
 Adding a method is one module here plus, if it has options, an entry under ``methods:`` in the
 config. The training loop, the Snakefile and the plots only use this interface.
@@ -18,6 +19,12 @@ class Method:
     defaults: dict[str, Any] = {}
     # ranks change during training (rank history and per-run rank heatmap are informative)
     rank_adaptive: bool = False
+    # ranks differ between modules (the run gets a rank heatmap)
+    rank_map: bool = False
+    # a method whose finished run (same task, model, budget, bits, seed) this one reads
+    upstream: str | None = None
+    # sets the base's per-layer precision itself (``adapt_base``): runs only with bits "32"
+    own_bits: bool = False
 
     def options(self, user: dict, where: str) -> dict:
         from ..config import ConfigError
@@ -33,11 +40,28 @@ class Method:
         """Options resolved for a run of ``total_steps`` (e.g. fractions turned into steps)."""
         return dict(opts)
 
+    def allocate(self, ctx) -> dict[str, int] | None:
+        """Rank per target module (0: not adapted), decided before training; ``ctx`` is the
+        training's ``AllocationContext``. None: the method's PEFT config decides."""
+        return None
+
+    def adapt_base(self, model, record: dict, device):
+        """The base model as this method trains it, given the allocation ``record`` (train_info's
+        ``allocation``); called in training after ``allocate`` and again in evaluation."""
+        return model
+
+    def validation_samples(self, opts: dict) -> int:
+        """Training rows held out for ``ctx.val_loss()`` (0: none)."""
+        return 0
+
     def peft_config(self, *, budget: int, opts: dict, hp: dict, target_modules: list[str],
-                    total_steps: int, task_type: str):
+                    total_steps: int, task_type: str, allocation: dict[str, int] | None):
         raise NotImplementedError
 
-    def on_optimizer_step(self, model, step: int) -> None:
+    def setup(self, ctx) -> None:
+        """Called once the optimizer exists, before the first step (``ctx``: ``TrainContext``)."""
+
+    def on_optimizer_step(self, ctx, step: int) -> None:
         """Called after ``optimizer.step()`` and before ``zero_grad()``; ``step`` counts from 0."""
 
     def ranks(self, model) -> dict[str, int]:

@@ -22,6 +22,7 @@ class AdaLoRA(Method):
     name = "adalora"
     label = "AdaLoRA"
     rank_adaptive = True
+    rank_map = True
     defaults = {
         "init_r": None,  # None: ceil(1.5 * budget), as S0
         "tinit": 0.1,  # < 1: fraction of the run's optimizer steps; >= 1: steps
@@ -49,7 +50,7 @@ class AdaLoRA(Method):
             )
         return o
 
-    def peft_config(self, *, budget, opts, hp, target_modules, total_steps, task_type):
+    def peft_config(self, *, budget, opts, hp, target_modules, total_steps, task_type, allocation):
         from peft import AdaLoraConfig
 
         return AdaLoraConfig(
@@ -60,8 +61,8 @@ class AdaLoRA(Method):
             target_modules=list(target_modules), task_type=task_type,
         )
 
-    def on_optimizer_step(self, model, step):
-        model.base_model.update_and_allocate(step)
+    def on_optimizer_step(self, ctx, step):
+        ctx.model.base_model.update_and_allocate(step)
 
     def ranks(self, model):
         pattern = model.peft_config[model.active_adapter].rank_pattern

@@ -1,0 +1,106 @@
+"""Rank-allocation arms trained for real (MiniLM, real SST-2 rows): patterns, probe,
+adalora-transfer, grow; and the on_nan policy."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import needs_shared_data, small_spec
+
+pytestmark = [needs_shared_data("sst2"), pytest.mark.slow]
+
+
+def train_and_evaluate(spec, sst2_tokens, tmp_path, upstream=None):
+    from rankbits.evaluate import evaluate_run
+    from rankbits.train import train_run
+
+    name = spec["run"]["method"].replace(":", "_")
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / name), upstream_dir=upstream)
+    metrics = evaluate_run(spec, str(tmp_path / name), str(sst2_tokens / "tok_dev.parquet"),
+                           str(tmp_path / f"{name}-run"))
+    return info, metrics
+
+
+@pytest.mark.parametrize("method", ["pattern:linear-decay", "pattern:attention-heavy", "probe"])
+def test_allocated_arms_train_at_the_uniform_budget(method, sst2_tokens, tmp_path):
+    spec = small_spec(method, budget=8, methods={"probe": {"steps": 3}} if method == "probe" else None)
+    info, metrics = train_and_evaluate(spec, sst2_tokens, tmp_path)
+    ranks = info["allocation"]["ranks"]
+    assert len(ranks) == 36 and len(set(ranks.values())) > 1
+    assert abs(info["budget_match"]["deviation"]) <= 0.02
+    assert info["budget_match"]["uniform_lora_params"] == 8 * 41472  # 24 x 768 + 12 x 1920 per rank
+    # what was trained is what the allocation said, and it reloads at those ranks
+    trained = json.loads((tmp_path / method.replace(":", "_") / "rank_pattern.json").read_text())
+    assert trained == {m: r for m, r in ranks.items() if r > 0}
+    assert metrics["train_info"]["budget_match"]["deviation"] == info["budget_match"]["deviation"]
+    if method == "probe":
+        probe = info["allocation"]["probe"]
+        assert probe["steps"] == 3 and probe["seconds"] > 0 and len(probe["importance"]) == 36
+
+
+def test_adalora_transfer_trains_lora_on_adaloras_ranks(sst2_tokens, tmp_path):
+    from rankbits.train import train_run
+
+    ada = small_spec("adalora", budget=4, steps=12, methods={"adalora": {"tinit": 2, "tfinal": 3, "deltaT": 1}})
+    ada_info = train_run(ada, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "ada"))
+    info, _ = train_and_evaluate(small_spec("adalora-transfer", budget=4), sst2_tokens, tmp_path,
+                                 upstream=str(tmp_path / "ada"))
+    source = json.loads((tmp_path / "ada" / "rank_pattern.json").read_text())
+    assert info["allocation"]["source"]["ranks"] == source
+    ranks = info["allocation"]["ranks"]
+    assert abs(info["budget_match"]["deviation"]) <= 0.02
+    # the order of modules by rank is AdaLoRA's (rescaling keeps it, up to rounding)
+    hi = max(source, key=source.get)
+    lo = min(source, key=source.get)
+    assert ranks[hi] >= ranks[lo]
+    assert ada_info["total_rank"] == 4 * 36
+
+
+def test_grow_expands_on_plateau_and_reloads_at_the_grown_rank(sst2_tokens, tmp_path):
+    # epsilon 10: only the first evaluation counts as an improvement; patience 1: every later
+    # evaluation grows, 2 -> 4 -> 6 -> 8 (r_max = budget)
+    spec = small_spec("grow", budget=8, steps=12, methods={"grow": {
+        "eval_every": 2, "patience": 1, "epsilon": 10.0, "val_samples": 16, "freeze_and_thaw": 1,
+        "new_rank_lr_mult": 2.0}})
+    info, metrics = train_and_evaluate(spec, sst2_tokens, tmp_path)
+    events = info["allocation"]["growth_events"]
+    assert [(e["old_r"], e["new_r"]) for e in events] == [(2, 4), (4, 6), (6, 8)]
+    assert [e["step"] for e in events] == [4, 6, 8]
+    assert len(info["allocation"]["validation"]) == 6
+    assert info["total_rank"] == 8 * 36 and info["n_validation_held_out"] == 16 and info["n_train"] == 80
+    assert info["params"]["trainable_final"] > info["params"]["trainable"]  # reported as they end
+    assert metrics["train_info"]["trainable_params_final"] == info["params"]["trainable_final"]
+    assert info["params"]["effective_adapter"] == 8 * 41472
+
+
+def test_non_finite_loss_stops_or_skips(sst2_tokens, tmp_path):
+    from rankbits.train import NonFiniteLoss, train_run
+
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss .* at optimizer step \d+"):
+        train_run(small_spec("lora", steps=8, lr=1e12), str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"))
+    assert not (tmp_path / "a").exists()  # nothing half-written
+    info = train_run(small_spec("lora", steps=8, lr=1e12, on_nan="skip_batch"),
+                     str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "b"))
+    assert info["skipped_batches"] and info["skipped_batches"][-1] == 8
+
+
+def test_joint_puts_high_rank_layers_in_4bit_and_evaluates_on_the_same_base(sst2_tokens, tmp_path):
+    spec = small_spec("joint", budget=4, methods={"joint": {"steps": 3}})
+    info, metrics = train_and_evaluate(spec, sst2_tokens, tmp_path)
+    ranks, bit_map = info["allocation"]["ranks"], info["allocation"]["bit_map"]
+    four = [m for m, b in bit_map.items() if b == 4]
+    eight = [m for m, b in bit_map.items() if b == 8]
+    assert len(four) == len(eight) == 18
+    assert min(ranks[m] for m in four) >= max(ranks[m] for m in eight)
+    fp = info["base"]["footprint"]
+    assert 0.53 < fp["quantized_linear_bytes_per_param"] < 1.0  # between NF4+DQ and int8
+    assert metrics["train_info"]["own_base_footprint_bytes"] == fp["total_bytes"]
+    assert abs(info["budget_match"]["deviation"]) <= 0.02
+
+
+def test_joint_refuses_a_quantized_bits_axis():
+    from rankbits.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"study.bits: method 'joint' sets per-layer precision itself"):
+        small_spec("joint", bits="4")
