@@ -3,6 +3,7 @@ TABLES = [
     "results/tables/budget_table.csv",
     "results/tables/memory.csv",
     "results/tables/arms_table.csv",
+    "results/tables/lr_selection.csv",
 ]
 
 
@@ -35,10 +36,17 @@ rule aggregate:
             category="Tables",
             labels={"table": "memory and parameters (S0 Table 2 layout)"},
         ),
+        selection=report(
+            "results/tables/lr_selection.csv",
+            caption="../report/lr_selection.rst",
+            category="Tables",
+            labels={"table": "learning-rate selection and compute per run"},
+        ),
         extra=multiext("results/tables/summary", ".md", ".tex")
         + multiext("results/tables/budget_table", ".md", ".tex")
         + multiext("results/tables/memory", ".md", ".tex")
         + multiext("results/tables/arms_table", ".md", ".tex")
+        + multiext("results/tables/lr_selection", ".md", ".tex")
         + ["results/tables/runs.csv"],
     params:
         methods=config["study"]["methods"],

@@ -4,6 +4,9 @@ from pathlib import Path
 from rankbits.config import (
     ConfigError,
     expand_runs,
+    lr_grid,
+    lr_tag,
+    point_spec,
     run_spec,
     task_options,
     upstream_run,
@@ -32,6 +35,7 @@ wildcard_constraints:
     budget=r"\d+",
     bits="[^/]+",
     seed=r"\d+",
+    lr=r"[0-9.e+-]+",
     split="[^/.]+",
 
 
@@ -39,10 +43,22 @@ def spec_for(wildcards):
     return SPECS[RUN_PATTERN.format(**wildcards)]
 
 
+def point_spec_for(wildcards):
+    """The spec of one learning-rate grid point of a run."""
+    return point_spec(SPECS[RUN_PATTERN.format(**wildcards)], float(wildcards.lr))
+
+
+def grid_points(wildcards):
+    """The trained grid points of a run, one per learning rate."""
+    path = RUN_PATTERN.format(**wildcards)
+    return [f"results/adapters/{path}/lr{lr_tag(lr)}" for lr in lr_grid(SPECS[path])]
+
+
 def upstream_input(wildcards):
-    """The finished run this run's method builds on, if any (a DAG edge between runs)."""
+    """The finished run this run's method builds on, if any (a DAG edge between runs; the
+    upstream run's learning rate is chosen first, so it is read from results/runs)."""
     up = upstream_run(SPECS[RUN_PATTERN.format(**wildcards)]["run"])
-    return {"upstream": f"results/adapters/{up.path}"} if up else {}
+    return {"upstream": f"results/runs/{up.path}"} if up else {}
 
 
 def run_dirs(root):

@@ -1,6 +1,7 @@
 rule prepare_data:
     output:
         train="data/{task}/train.parquet",
+        selection="data/{task}/selection.parquet",
         dev="data/{task}/dev.parquet",
         manifest="data/{task}/manifest.json",
     params:

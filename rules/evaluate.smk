@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        adapter=f"results/adapters/{RUN_PATTERN}",
+        points=grid_points,
         dev="results/tokenized/{task}/{model}/dev.parquet",
         base="results/base/{model}/{bits}",
     output:

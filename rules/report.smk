@@ -3,6 +3,7 @@ FIGURES = [
     "results/plots/loss_curves.png",
     "results/plots/metric_vs_params.png",
     "results/plots/rank_maps.png",
+    "results/plots/lr_sensitivity.png",
 ]
 
 
@@ -80,6 +81,12 @@ rule study_plots:
             category="Rank allocation",
             subcategory="all arms",
             labels={"figure": "final rank maps of every arm"},
+        ),
+        lr_sensitivity=report(
+            "results/plots/lr_sensitivity.png",
+            caption="../report/lr_sensitivity.rst",
+            category="Training",
+            labels={"figure": "learning-rate sensitivity (selection split)"},
         ),
     log:
         "logs/study_plots.log",

@@ -2,16 +2,17 @@ rule train:
     input:
         unpack(upstream_input),
         train="results/tokenized/{task}/{model}/train.parquet",
+        selection="results/tokenized/{task}/{model}/selection.parquet",
         base="results/base/{model}/{bits}",
     output:
-        directory(f"results/adapters/{RUN_PATTERN}"),
+        directory(f"results/adapters/{RUN_PATTERN}/lr{{lr}}"),
     params:
-        spec=spec_for,
+        spec=point_spec_for,
     threads: 1
     resources:
         mem_mb=4000,
     log:
-        f"logs/train/{RUN_PATTERN}.log",
+        f"logs/train/{RUN_PATTERN}/lr{{lr}}.log",
     conda:
         ENV
     script:

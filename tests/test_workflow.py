@@ -44,7 +44,8 @@ def test_default_config_dry_run():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert counts.get("train") == "8" and counts.get("evaluate") == "8", proc.stdout[-2000:]
+    # 8 runs (2 methods x 2 budgets x 2 bits), each trained at 2 learning rates
+    assert counts.get("train") == "16" and counts.get("evaluate") == "8", proc.stdout[-2000:]
 
 
 def test_lint_is_clean():
@@ -122,22 +123,30 @@ def test_tiny_study_end_to_end(tmp_path):
     dry = snakemake(tmp_path, "-n", config=cfg).stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.M))
     assert counts["train"] == "1" and counts["evaluate"] == "1"
-    assert re.findall(r"output: results/adapters/(\S+)", dry) == ["sst2/minilm/adalora/2/32/seed0"]
+    assert re.findall(r"output: results/adapters/(\S+)", dry) == ["sst2/minilm/adalora/2/32/seed0/lr0.001"]
 
 
 @pytest.mark.slow
 @needs_shared_data("sst2")
 def test_allocation_arms_through_the_workflow(tmp_path):
-    """adalora-transfer pulls in the AdaLoRA run it reads (not itself part of the study); every
-    arm gets its rank heatmap and the all-arms rank map."""
+    """adalora-transfer pulls in the AdaLoRA run it reads (not itself part of the study, its
+    learning rate chosen first); every arm gets its rank heatmap and the all-arms rank map; each
+    run's learning rate is chosen on the selection split."""
     cfg = tiny_config()
     cfg["study"]["methods"] = ["adalora-transfer", "pattern:linear-decay"]
     cfg["study"]["budgets"] = [4]
-    cfg["tasks"]["sst2"].update(max_train_samples=400, max_eval_samples=100)
+    cfg["tasks"]["sst2"].update(max_train_samples=400, max_eval_samples=100, selection_samples=100)
+    cfg["training"] = {"lr_grid": [5e-4, 2e-3]}
     snakemake(tmp_path, config=cfg)
     res = tmp_path / "results"
-    assert (res / "adapters/sst2/minilm/adalora/4/32/seed0/rank_pattern.json").is_file()
-    assert not (res / "runs/sst2/minilm/adalora").exists()
+    for lr in ("0.0005", "0.002"):
+        assert (res / f"adapters/sst2/minilm/adalora/4/32/seed0/lr{lr}/rank_pattern.json").is_file()
+    assert (res / "runs/sst2/minilm/adalora/4/32/seed0/rank_pattern.json").is_file()  # what transfer read
+    sel = pd.read_csv(res / "tables/lr_selection.csv")
+    assert sorted(sel["method"]) == ["adalora-transfer", "pattern:linear-decay"]
+    assert set(sel["chosen lr"]) <= {5e-4, 2e-3} and (sel["selection rows"] == 100).all()
+    assert (sel["optimizer steps, all grid points"] == 2 * 25).all()  # 400 rows / 16 per batch, twice
+    assert (res / "plots/lr_sensitivity.png").stat().st_size > 10_000
     for method in cfg["study"]["methods"]:
         m = json.loads((res / f"runs/sst2/minilm/{method}/4/32/seed0/metrics.json").read_text())
         assert abs(m["train_info"]["budget_match"]["deviation"]) <= 0.02

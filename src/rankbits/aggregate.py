@@ -36,6 +36,11 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
             "cuda_max_reserved_bytes": ti["cuda_max_reserved_bytes"],
             "train_seconds": ti["train_seconds"], "eval_seconds": ei["eval_seconds"],
             "steps": ti["steps"], "run_dir": str(d),
+            # what the arm's number cost: every learning-rate grid point, probes included
+            "lr": ti.get("lr"),
+            "total_optimizer_steps": (ti.get("lr_selection") or {}).get("total_optimizer_steps", ti["steps"]),
+            "total_train_seconds": (ti.get("lr_selection") or {}).get("total_train_seconds",
+                                                                       ti["train_seconds"]),
         })
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -51,7 +56,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     value_cols = metric_cols + ["primary_value", "trainable_params", "effective_adapter_params",
                                 "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
                                 "optimizer_state_bytes", "own_base_footprint_bytes",
-                                "train_seconds", "steps"]
+                                "train_seconds", "steps", "total_optimizer_steps", "total_train_seconds"]
     g = runs.groupby(KEYS, sort=False, dropna=False)
     out = g[value_cols].agg(["mean", "std"])
     out.columns = [f"{c}_{stat}" for c, stat in out.columns]
@@ -79,7 +84,46 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
     out["train s"] = summary["train_seconds_mean"].round(1)
+    out["optimizer steps, all grid points"] = summary["total_optimizer_steps_mean"].round().astype("int64")
+    out["train s, all grid points"] = summary["total_train_seconds_mean"].round(1)
     return out
+
+
+def selection_table(run_dirs: list[str]) -> pd.DataFrame:
+    """One row per run: the learning rate chosen on the selection split, every grid point's
+    selection score, and the compute the arm spent (all grid points, probes included)."""
+    rows = []
+    for d in run_dirs:
+        m = read_json(Path(d) / "metrics.json")
+        ri, sel = m["run_info"], m["train_info"]["lr_selection"]
+        row = {k: ri[k] for k in (*KEYS, "seed")}
+        row.update({
+            "selection metric": sel["selection_metric"] or "—", "selection rows": sel["selection_n"] or 0,
+            "chosen lr": sel["chosen_lr"],
+            "grid (lr: selection score)": "; ".join(
+                f"{g['lr']:g}: {g['selection_value']:.4f}" if g["selection_value"] is not None
+                else f"{g['lr']:g}: —" for g in sel["grid"]),
+            "test " + m["eval_info"]["primary_metric"]: m["eval_info"]["primary_value"],
+            "optimizer steps, all grid points": sel["total_optimizer_steps"],
+            "train s, all grid points": round(sel["total_train_seconds"], 1),
+        })
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["bits"] = df["bits"].astype(str)
+    return df.sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
+
+
+def selection_curves(run_dirs: list[str]) -> pd.DataFrame:
+    """Long form: (task, model, method, budget, bits, seed, lr, selection value, chosen)."""
+    rows = []
+    for d in run_dirs:
+        m = read_json(Path(d) / "metrics.json")
+        ri, sel = m["run_info"], m["train_info"]["lr_selection"]
+        for g in sel["grid"]:
+            rows.append({**{k: ri[k] for k in (*KEYS, "seed")}, "lr": g["lr"],
+                         "selection_metric": sel["selection_metric"], "value": g["selection_value"],
+                         "chosen": g["lr"] == sel["chosen_lr"]})
+    return pd.DataFrame(rows)
 
 
 def method_label(method: str) -> str:

@@ -87,6 +87,15 @@ def check_names(cfg: dict) -> None:
         if METHODS.get(method).own_bits and [str(b) for b in cfg["study"]["bits"]] != ["32"]:
             raise ConfigError(f"study.bits: method {method!r} sets per-layer precision itself from the "
                               f"fp32 base; run it in a study whose bits are [\"32\"] only")
+    for task in cfg["study"]["tasks"]:
+        for method in cfg["study"]["methods"]:
+            for model in cfg["study"]["models"]:
+                grid = resolve_training(cfg, task, method, model).get("lr_grid") or []
+                if len(grid) > 1 and not task_options(cfg, task)["selection_samples"]:
+                    raise ConfigError(
+                        f"tasks.{task}.selection_samples: {method} on {task} has an lr_grid of "
+                        f"{len(grid)} points, which needs a selection split to choose on (the test "
+                        f"split is never used for choices); set selection_samples, e.g. 500")
     for i, ov in enumerate(cfg.get("overrides", [])):
         for key, registry in (("task", TASKS), ("method", METHODS), ("model", MODELS)):
             if key in ov:
@@ -146,7 +155,28 @@ def run_spec(cfg: dict, run: Run) -> dict:
 def task_options(cfg: dict, task: str) -> dict:
     opts = {k: v for k, v in cfg.get("tasks", {}).get(task, {}).items() if k != "training"}
     return {"max_train_samples": None, "max_eval_samples": None, "max_length": 128,
-            "subset_seed": 0, **opts}
+            "subset_seed": 0, "selection_samples": 0, **opts}
+
+
+def lr_grid(spec: dict) -> list[float]:
+    """The learning rates a run trains at: its lr_grid, or its lr alone."""
+    return [float(x) for x in (spec["training"].get("lr_grid") or [spec["training"]["lr"]])]
+
+
+def lr_tag(lr: float) -> str:
+    """How a learning rate appears in paths (results/adapters/<run>/lr<tag>)."""
+    return f"{lr:g}"
+
+
+def point_spec(spec: dict, lr: float) -> dict:
+    """The spec of one grid point: the run's spec at one learning rate, without the grid, so a
+    grid point's result depends on nothing but its own settings."""
+    if lr not in lr_grid(spec):
+        raise ConfigError(f"{Run(**spec['run']).path}: lr {lr} is not in its grid {lr_grid(spec)}")
+    out = copy.deepcopy(spec)
+    out["training"]["lr"] = lr
+    out["training"]["lr_grid"] = None
+    return out
 
 
 def config_hash(spec: dict) -> str:

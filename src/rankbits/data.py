@@ -60,24 +60,57 @@ def subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 
 def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: str) -> dict:
-    """Write ``<out_dir>/<split>.parquet`` for each split, then ``manifest.json`` (source, rows)."""
+    """Write ``<out_dir>/{train,selection,dev}.parquet``, then ``manifest.json`` (source, rows).
+
+    ``dev`` is the test split every reported metric is computed on. ``selection`` is
+    ``selection_samples`` rows held out of the task's training data (fixed seed) for choices
+    such as the learning rate; it may be empty. ``train`` is what is left, without any row whose
+    text is also in selection or dev (duplicates are common in SST-2), then subset to
+    ``max_train_samples``."""
     task = TASKS.get(task_name)
-    limits = {"train": options.get("max_train_samples"), "dev": options.get("max_eval_samples")}
+    seed = options.get("subset_seed", 0)
     manifest = {"task": task.name, "splits": {}}
-    for split in task.splits:
-        df, source = load_split(task, split, data_root)
-        full = len(df)
-        df = subset(df, limits.get(split), options.get("subset_seed", 0))
+    train, train_source = load_split(task, "train", data_root)
+    dev, dev_source = load_split(task, "dev", data_root)
+    n_train, n_dev = len(train), len(dev)
+    dev = subset(dev, options.get("max_eval_samples"), seed)
+    n_sel = int(options.get("selection_samples") or 0)
+    if n_sel >= n_train:
+        raise DataError(f"tasks.{task.name}.selection_samples: {n_sel} is not below the "
+                        f"{n_train} training rows")
+    selection = train.sample(n=n_sel, random_state=seed + 1) if n_sel else train.iloc[:0]
+    train = train.drop(selection.index)
+    held = set(text_keys(dev)) | set(text_keys(selection))
+    keep = ~text_keys(train).isin(held)
+    dropped = int((~keep).sum())
+    train = subset(train[keep].reset_index(drop=True), options.get("max_train_samples"), seed)
+    selection = selection.sort_index().reset_index(drop=True)
+    for split, df, source, available in (("train", train, train_source, n_train),
+                                         ("selection", selection, train_source, n_train),
+                                         ("dev", dev, dev_source, n_dev)):
         with atomic_file(Path(out_dir) / f"{split}.parquet") as tmp:
             df.to_parquet(tmp, index=False)
-        manifest["splits"][split] = {"source": source, "rows": len(df), "rows_available": full}
+        manifest["splits"][split] = {"source": source, "rows": len(df), "rows_available": available}
+    manifest["splits"]["train"]["dropped_as_in_selection_or_dev"] = dropped
     write_json(Path(out_dir) / "manifest.json", manifest)
     return manifest
+
+
+def text_keys(df: pd.DataFrame) -> pd.Series:
+    """One string per row naming its input text(s), for overlap checks between splits."""
+    pair = df["text_pair"].fillna("") if "text_pair" in df else ""
+    return df["text"].astype(str).str.strip() + "\t" + pair
 
 
 def tokenize_split(src: str, dst: str, tokenizer, max_length: int) -> None:
     """Token ids (no padding: batches are padded dynamically) beside idx and label."""
     df = pd.read_parquet(src)
+    if df.empty:  # e.g. no selection split configured
+        out = pd.DataFrame({"idx": pd.Series(dtype="int64"), "label": pd.Series(dtype="int64"),
+                            "input_ids": pd.Series(dtype=object)})
+        with atomic_file(dst) as tmp:
+            out.to_parquet(tmp, index=False)
+        return
     pairs = df["text_pair"].tolist() if df["text_pair"].notna().any() else None
     enc = tokenizer(df["text"].tolist(), pairs, truncation=True, max_length=max_length)
     out = pd.DataFrame({"idx": df["idx"], "label": df["label"], "input_ids": enc["input_ids"]})

@@ -14,6 +14,7 @@ from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_tokenizer
 from .runtime import git_commit, peak_memory, pick_device, repo_root
+from .selection import selection_record
 from .tasks import TASKS
 
 RUN_FILES = ("rank_pattern.json", "rank_history.csv", "train_log.csv")
@@ -34,16 +35,22 @@ def predict(model, batches: Batches, device) -> pd.DataFrame:
     return result.sort_values("row").reset_index(drop=True)
 
 
-def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, threads: int = 1,
+def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
                  base_dir: str | None = None) -> dict:
-    """Score the trained adapter on dev and write the run directory (complete or absent)."""
+    """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
+    selection-split scores, score the chosen adapter on dev (the test split) and write the run
+    directory (complete or absent). Only the chosen point is ever evaluated on dev."""
     from peft import PeftModel
 
     run = Run(**spec["run"])
     task = TASKS.get(run.task)
     torch.set_num_threads(max(1, threads))
     device = pick_device(spec["device"])
-    train_info = read_json(f"{train_dir}/train_info.json")
+    # one trained point per learning rate of the run's grid: choose on the selection split
+    train_dirs = [train_dirs] if isinstance(train_dirs, str) else list(train_dirs)
+    infos = [read_json(f"{d}/train_info.json") for d in train_dirs]
+    chosen, lr_selection = selection_record(infos)
+    train_dir, train_info = train_dirs[chosen], infos[chosen]
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
@@ -83,6 +90,8 @@ def evaluate_run(spec: dict, train_dir: str, dev_path: str, out_dir: str, thread
             "allocation": train_info["allocation"],
             "n_validation_held_out": train_info["n_validation_held_out"],
             "skipped_batches": train_info["skipped_batches"],
+            "lr": train_info["training"]["lr"],
+            "lr_selection": lr_selection,
             "total_rank": train_info["total_rank"],
             "target_total_rank": train_info["target_total_rank"],
             "num_modules": len(train_info["module_dims"]),

@@ -209,3 +209,34 @@ def metric_vs_params(summary: pd.DataFrame, out: str) -> None:
             ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, out)
+
+
+def lr_sensitivity(curves: pd.DataFrame, out: str) -> None:
+    """Selection-split metric vs learning rate, a line per (method, bits) — mean over seeds —
+    a panel per (task, budget); the chosen points are ringed."""
+    curves = curves.dropna(subset=["value"]) if len(curves) else curves
+    if not len(curves):
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no learning-rate grid scored on a selection split\n"
+                "(set training.lr_grid and tasks.<task>.selection_samples)", ha="center", va="center")
+        save(fig, out)
+        return
+    panels = list(dict.fromkeys(zip(curves["task"], curves["budget"])))
+    fig, axes = _facets(len(panels), width=4.6, height=3.6)
+    for ax, (task, budget) in zip(axes, panels):
+        grp = curves[(curves["task"] == task) & (curves["budget"] == budget)]
+        for (method, bits), g in grp.groupby(["method", "bits"], sort=False):
+            mean = g.groupby("lr")["value"].mean()
+            (line,) = ax.plot(mean.index, mean.values, marker="o", lw=1.2,
+                              label=method if str(bits) == "32" else f"{method} @ {bits}")
+            chosen = g[g["chosen"]].groupby("lr")["value"].mean()
+            ax.scatter(chosen.index, chosen.values, s=110, facecolors="none",
+                       edgecolors=line.get_color(), linewidths=1.5)
+        ax.set_xscale("log")
+        ax.set_title(f"{task}, budget {budget}", fontsize=9)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(f"selection-split {grp['selection_metric'].iloc[0]}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, out)

@@ -113,10 +113,34 @@ def optimizer_state_bytes(optimizer) -> int:
                for t in state.values() if torch.is_tensor(t))
 
 
+def score_selection(model, path: str | None, run: Run, hp: dict, pad_id: int, device) -> dict | None:
+    """The task's metrics and mean cross-entropy of ``model`` on the selection split."""
+    if not path:
+        return None
+    df = pd.read_parquet(path)
+    if df.empty:
+        return None
+    from .evaluate import predict
+    from .tasks import TASKS
+
+    task = TASKS.get(run.task)
+    model.eval()
+    pred = predict(model, Batches(df, hp["eval_batch_size"], pad_id, True), device)
+    logits = torch.as_tensor(pred.filter(like="logit_").to_numpy())
+    values = task.metrics(df["label"].tolist(), pred["pred"].tolist())
+    return {"metrics": values, "primary_metric": task.primary_metric,
+            "primary_value": values[task.primary_metric], "higher_is_better": task.higher_is_better,
+            "loss": float(F.cross_entropy(logits, torch.as_tensor(df["label"].to_numpy(copy=True)))),
+            "n": len(df)}
+
+
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
-              base_dir: str | None = None, upstream_dir: str | None = None) -> dict:
+              base_dir: str | None = None, upstream_dir: str | None = None,
+              selection_path: str | None = None) -> dict:
     """Train one run and write its training artefacts to ``out_dir`` (complete or absent).
-    ``upstream_dir``: the finished run a method builds on (e.g. adalora-transfer's AdaLoRA run)."""
+    ``upstream_dir``: the finished run a method builds on (e.g. adalora-transfer's AdaLoRA run).
+    ``selection_path``: the task's selection split; the trained adapter is scored on it (for
+    choosing among learning rates) — never on the test split."""
     import transformers
     run = Run(**spec["run"])
     hp, method = spec["training"], METHODS.get(run.method)
@@ -254,6 +278,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     train_seconds = time.perf_counter() - t1
     memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(optimizer)}
 
+    selection = score_selection(model, selection_path, run, hp, tokenizer.pad_token_id, device)
     dims = module_dims(model)
     eff = sum(r * method.params_per_rank(*dims[m]) for m, r in ranks.items())
     info = {
@@ -277,6 +302,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         "allocation": ({"ranks": dict(sorted(allocation.items())), **ctx.record}
                        if allocation is not None else ctx.record or None),
         "skipped_batches": skipped,
+        "selection": selection,
         "base": base_info,
         "memory": memory,
         "final_task_loss": next((r[1] for r in reversed(log_rows) if math.isfinite(r[1])), None),

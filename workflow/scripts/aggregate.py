@@ -18,3 +18,4 @@ with logged(snakemake):
     arms = agg.arms_table(summary, snakemake.params.methods, snakemake.params.bits)
     agg.write_table(arms, str(out / "arms_table"))
     agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"))
+    agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"))

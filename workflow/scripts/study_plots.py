@@ -1,5 +1,6 @@
 import pandas as pd
 
+from rankbits import aggregate as agg
 from rankbits import plots
 from rankbits.workflow import logged
 
@@ -9,3 +10,4 @@ with logged(snakemake):
     plots.loss_curves(runs, out.loss)
     plots.metric_vs_params(pd.read_csv(snakemake.input.summary), out.metric_vs_params)
     plots.rank_maps(runs, out.rank_maps)
+    plots.lr_sensitivity(agg.selection_curves(runs), out.lr_sensitivity)
