@@ -4,6 +4,8 @@ TABLES = [
     "results/tables/memory.csv",
     "results/tables/arms_table.csv",
     "results/tables/lr_selection.csv",
+    "results/tables/comparisons.csv",
+    "results/tables/replication.csv",
 ]
 
 
@@ -11,6 +13,7 @@ rule aggregate:
     input:
         runs=run_dirs("results/runs"),
         bases=sorted({f"results/base/{run.model}/{run.bits}" for run in RUNS}),
+        published=PUBLISHED,
     output:
         summary=report(
             "results/tables/summary.csv",
@@ -42,11 +45,25 @@ rule aggregate:
             category="Tables",
             labels={"table": "learning-rate selection and compute per run"},
         ),
+        comparisons=report(
+            "results/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Statistics (comparisons)",
+            labels={"table": "each method vs LoRA: difference, CI, p"},
+        ),
+        replication=report(
+            "results/tables/replication.csv",
+            caption="../report/replication.rst",
+            category="Replication",
+            labels={"table": "published vs measured"},
+        ),
         extra=multiext("results/tables/summary", ".md", ".tex")
         + multiext("results/tables/budget_table", ".md", ".tex")
         + multiext("results/tables/memory", ".md", ".tex")
         + multiext("results/tables/arms_table", ".md", ".tex")
         + multiext("results/tables/lr_selection", ".md", ".tex")
+        + multiext("results/tables/comparisons", ".md", ".tex")
+        + multiext("results/tables/replication", ".md", ".tex")
         + ["results/tables/runs.csv"],
     params:
         methods=config["study"]["methods"],

@@ -25,6 +25,8 @@ except ConfigError as exc:
     sys.exit(f"rankbits: invalid configuration: {exc}")
 
 RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
+# published numbers for the replication table; config key 'published' may point elsewhere
+PUBLISHED = config.get("published") or str(Path(workflow.basedir) / "config" / "published.yaml")
 ENV = "../envs/cpu.yaml"
 
 

@@ -4,6 +4,7 @@ FIGURES = [
     "results/plots/metric_vs_params.png",
     "results/plots/rank_maps.png",
     "results/plots/lr_sensitivity.png",
+    "results/plots/pareto.png",
 ]
 
 
@@ -87,6 +88,12 @@ rule study_plots:
             caption="../report/lr_sensitivity.rst",
             category="Training",
             labels={"figure": "learning-rate sensitivity (selection split)"},
+        ),
+        pareto=report(
+            "results/plots/pareto.png",
+            caption="../report/pareto.rst",
+            category="Statistics (comparisons)",
+            labels={"figure": "Pareto: metric vs memory and parameters"},
         ),
     log:
         "logs/study_plots.log",

@@ -67,3 +67,65 @@ def test_write_table_formats(tmp_path, runs):
     assert pd.read_csv(tmp_path / "t.csv").shape[0] == 4
     assert "±" in (tmp_path / "t.md").read_text()
     assert "\\begin{tabular}" in (tmp_path / "t.tex").read_text()
+
+
+def test_comparisons_pair_by_seed_and_bootstrap_one_seed(tmp_path):
+    import numpy as np
+
+    dirs = [fake_run(tmp_path, "sst2", m, 2, s, acc)
+            for m, s, acc in [("lora", 0, 0.80), ("lora", 1, 0.82), ("lora", 2, 0.84), ("lora", 3, 0.86),
+                              ("adalora", 0, 0.81), ("adalora", 1, 0.84), ("adalora", 2, 0.87), ("adalora", 3, 0.90)]]
+    labels = np.array([0, 1] * 50)
+    for m, pred in (("lora", labels), ("adalora", np.zeros(100, dtype=int))):  # one seed at budget 8
+        d = fake_run(tmp_path, "sst2", m, 8, 0, float((pred == labels).mean()))
+        pd.DataFrame({"idx": range(100), "label": labels, "pred": pred}).to_parquet(f"{d}/predictions.parquet")
+        dirs.append(d)
+    comp = agg.comparisons(agg.load_runs(dirs), n_boot=300).set_index("budget")
+    paired = comp.loc[2]
+    assert paired["method"] == "adalora" and paired["seeds"] == 4
+    assert paired["diff"] == pytest.approx(0.025)  # differences 0.01, 0.02, 0.03, 0.04
+    assert paired["p"] == pytest.approx(2 / 16) and not paired["significant"]  # 4 seeds cannot reach 0.05
+    assert paired["ci_low"] < 0.025 < paired["ci_high"] and paired["t_test_p"] < 0.05
+    boot = comp.loc[8]
+    assert boot["seeds"] == 1 and boot["diff"] == pytest.approx(-0.5) and boot["significant"]
+    assert boot["test"] == "one seed: paired bootstrap over 100 examples"
+    shown = agg.display_comparisons(comp.reset_index())
+    assert shown.loc[shown["budget"] == 8, "difference"].iloc[0] == "-0.5000 *"
+
+
+def test_pareto_frontier():
+    from rankbits.plots import pareto_mask
+
+    cost = [1, 2, 3, 4, 2]
+    value = [0.5, 0.7, 0.6, 0.9, 0.7]
+    assert list(pareto_mask(cost, value)) == [True, True, False, True, True]  # equal points both stay
+
+
+def test_replication_table_matches_published_arms(tmp_path):
+    from conftest import REPO
+
+    from rankbits.replication import load_published, replication_table
+
+    published = load_published(REPO / "config" / "published.yaml")
+    assert len(published) >= 30 and {e["task"] for e in published} >= {"sst2", "cola", "mrpc", "rte"}
+    dirs = [fake_run(tmp_path, "sst2", "lora", 8, 0, 0.88), fake_run(tmp_path, "sst2", "adalora", 8, 0, 0.87),
+            fake_run(tmp_path, "sst2", "lora", 8, 0, 0.86, bits="4")]
+    table = replication_table(agg.summarize(agg.load_runs(dirs)), published)
+    lora = table[(table["method"] == "lora") & (table["bits"] == "32")]
+    # S0 Table 1 (full precision), S2 (fp16 counts as full precision), the AdaLoRA paper
+    assert sorted(lora["published"]) == [0.916, 0.9495, 0.9576]
+    row = lora[lora["source"] == "S0 (Ahn & Lee), Table 1"].iloc[0]
+    assert row["measured"] == 0.88 and row["difference"] == pytest.approx(0.88 - 0.9576, abs=1e-4)
+    assert "model: DeBERTaV3-base there, minilm" in row["setup differences"]
+    s2 = lora[lora["source"] == "S2 (Mohney), Table 1"].iloc[0]
+    assert "bits: 16 there, 32 here" in s2["setup differences"]
+    assert set(table[table["bits"] == "4"]["published"]) == {0.916}  # S2 B-Q4 at r=8, 4-bit
+
+
+def test_published_file_errors_name_the_entry(tmp_path):
+    from rankbits.replication import load_published
+
+    p = tmp_path / "pub.yaml"
+    p.write_text("- {source: X, table: T, model: m, task: sst2, method: lora, budget: 2, bits: '32', metric: accuracy}\n")
+    with pytest.raises(ValueError, match=r"pub.yaml: entry 0 \(X\) lacks \['value'\]"):
+        load_published(p)

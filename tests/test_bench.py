@@ -14,3 +14,36 @@ def test_adalora_overhead_bench_runs_quick():
     ratios = [float(line.split(":")[1].split()[0]) for line in proc.stdout.splitlines()
               if line.startswith("ratio")]
     assert len(ratios) == 2 and all(r > 0 for r in ratios)  # no timing assertion: machines are noisy
+
+
+def bench(name: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / name), "--quick", *args],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def ratio(out: str) -> float:
+    line = next(x for x in out.splitlines() if x.startswith("ratio"))
+    return float(line.split(":")[1].split()[0])
+
+
+@pytest.mark.slow
+def test_throughput_bench_runs_quick():
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip(f"{SHARED_DATA / 'sst2'} is absent")
+    assert ratio(bench("throughput.py", "--data_root", str(SHARED_DATA))) > 0  # no timing assertion
+
+
+@pytest.mark.slow
+def test_dag_scale_bench_runs_quick():
+    out = bench("dag_scale.py")
+    assert "runs=100 " in out and ratio(out) > 0
+
+
+@pytest.mark.slow
+def test_job_overhead_bench_runs_quick(tmp_path):
+    out = bench("job_overhead.py", "--results", str(tmp_path))
+    assert "start-up per job" in out and "no finished runs" in out

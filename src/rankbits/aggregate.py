@@ -9,6 +9,8 @@ import pandas as pd
 from .io import atomic_file, read_json
 from .bits import BITS
 from .methods import METHODS
+from .stats import LEVEL, mean_ci, paired_bootstrap, paired_test
+from .tasks import TASKS
 
 KEYS = ["task", "model", "method", "budget", "bits"]
 MiB = 2**20
@@ -45,7 +47,8 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["bits"] = df["bits"].astype(str)
-    df["own_base_footprint_bytes"] = df["own_base_footprint_bytes"].astype("float64")  # None: NaN
+    for col in ("own_base_footprint_bytes", "cuda_max_allocated_bytes", "cuda_max_reserved_bytes"):
+        df[col] = df[col].astype("float64")  # None (not measured here): NaN
     return df.sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -56,6 +59,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     value_cols = metric_cols + ["primary_value", "trainable_params", "effective_adapter_params",
                                 "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
                                 "optimizer_state_bytes", "own_base_footprint_bytes",
+                                "cuda_max_allocated_bytes", "cuda_max_reserved_bytes",
                                 "train_seconds", "steps", "total_optimizer_steps", "total_train_seconds"]
     g = runs.groupby(KEYS, sort=False, dropna=False)
     out = g[value_cols].agg(["mean", "std"])
@@ -63,7 +67,60 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     out["n"] = g.size()
     out["primary_metric"] = g["primary_metric"].first()
     out["seeds"] = g["seed"].apply(lambda s: ",".join(map(str, sorted(s))))
+    ci = g["primary_value"].apply(lambda v: mean_ci(v.to_numpy()))
+    out["primary_ci_low"] = [c[1] for c in ci]
+    out["primary_ci_high"] = [c[2] for c in ci]
     return out.reset_index()
+
+
+def comparisons(runs: pd.DataFrame, baseline: str = "lora", alpha: float = 0.05,
+                n_boot: int = 2000) -> pd.DataFrame:
+    """Every method against ``baseline`` within each (task, model, budget, bits), on the primary
+    metric. Two or more shared seeds: paired by seed (t interval, paired t-test, sign-flip
+    permutation test; significant when the sign-flip p < alpha, the test valid at small n).
+    One seed: a paired bootstrap over the evaluation examples of the two runs' predictions."""
+    rows = []
+    for (task, model, budget, bits), grp in runs.groupby(["task", "model", "budget", "bits"], sort=False):
+        base = grp[grp["method"] == baseline].set_index("seed")
+        if base.empty:
+            continue
+        for method, other in grp[grp["method"] != baseline].groupby("method", sort=False):
+            other = other.set_index("seed")
+            seeds = sorted(set(base.index) & set(other.index))
+            if not seeds:
+                continue
+            row = {"task": task, "model": model, "budget": budget, "bits": bits, "method": method,
+                   "baseline": baseline, "metric": grp["primary_metric"].iloc[0], "seeds": len(seeds)}
+            if len(seeds) >= 2:
+                r = paired_test(other.loc[seeds, "primary_value"], base.loc[seeds, "primary_value"])
+                row.update(diff=r["diff"], ci_low=r["ci_low"], ci_high=r["ci_high"], p=r["sign_flip_p"],
+                           t_test_p=r["t_p"], test="paired by seed: sign-flip permutation (p), t (CI)")
+            else:
+                seed = seeds[0]
+                a, b = (pd.read_parquet(Path(df.loc[seed, "run_dir"]) / "predictions.parquet")
+                        for df in (other, base))
+                if not a["idx"].equals(b["idx"]):
+                    raise ValueError(f"{task}: predictions of {method} and {baseline} cover different examples")
+                metric = row["metric"]
+                score = lambda y, p: TASKS.get(task).metrics(list(y), list(p))[metric]  # noqa: E731
+                r = paired_bootstrap(a["label"], a["pred"], b["pred"], score, n_boot=n_boot)
+                row.update(diff=r["diff"], ci_low=r["ci_low"], ci_high=r["ci_high"], p=r["p"],
+                           t_test_p=np.nan, test=f"one seed: paired bootstrap over {r['n_examples']} examples")
+            row["significant"] = bool(row["p"] < alpha)
+            rows.append(row)
+    cols = ["task", "model", "budget", "bits", "method", "baseline", "metric", "seeds", "diff", "ci_low",
+            "ci_high", "p", "t_test_p", "significant", "test"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def display_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
+    out = comp[["task", "model", "budget", "bits", "method", "baseline", "metric", "seeds"]].copy()
+    out["difference"] = [f"{d:+.4f}{' *' if s else ''}" for d, s in zip(comp["diff"], comp["significant"])]
+    out[f"{LEVEL:.0%} CI"] = [f"[{lo:+.4f}, {hi:+.4f}]" if pd.notna(lo) else "—"
+                             for lo, hi in zip(comp["ci_low"], comp["ci_high"])]
+    out["p"] = comp["p"].map(lambda p: f"{p:.3g}")
+    out["test"] = comp["test"]
+    return out
 
 
 def fmt(mean: float, std: float, digits: int = 4) -> str:
@@ -81,6 +138,9 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
         name = c[len("metric."):-len("_mean")]
         out[name] = [fmt(m, s) for m, s in zip(summary[c], summary[c[:-5] + "_std"])]
     out["n"] = summary["n"]
+    out[f"primary {LEVEL:.0%} CI (t, over seeds)"] = [
+        f"[{lo:.4f}, {hi:.4f}]" if pd.notna(lo) else "— (n = 1)"
+        for lo, hi in zip(summary["primary_ci_low"], summary["primary_ci_high"])]
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
     out["train s"] = summary["train_seconds_mean"].round(1)

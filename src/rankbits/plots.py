@@ -110,7 +110,8 @@ def rank_maps(run_dirs: list[str], out: str) -> None:
     rows = sorted({k[:4] for k in first}, key=lambda k: (k[0], k[1], k[2], k[3]))
     methods = list(dict.fromkeys(m["run_info"]["method"] for _, m in runs))
     fig, axes = plt.subplots(len(rows), len(methods), squeeze=False,
-                             figsize=(1.9 * len(methods) + 1, 2.3 * len(rows) + 0.5))
+                             figsize=(1.9 * len(methods) + 1, 2.7 * len(rows) + 0.5))
+    fig.subplots_adjust(hspace=0.55, wspace=0.35)
     for i, row in enumerate(rows):
         mats = {}
         for method in methods:
@@ -238,5 +239,48 @@ def lr_sensitivity(curves: pd.DataFrame, out: str) -> None:
         ax.set_xlabel("learning rate")
         ax.set_ylabel(f"selection-split {grp['selection_metric'].iloc[0]}")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, out)
+
+
+def pareto_mask(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """True for points no other point beats: lower-or-equal cost and higher-or-equal value,
+    strictly better in one."""
+    cost, value = np.asarray(cost, float), np.asarray(value, float)
+    keep = np.ones(len(cost), dtype=bool)
+    for i in range(len(cost)):
+        better = (cost <= cost[i]) & (value >= value[i]) & ((cost < cost[i]) | (value > value[i]))
+        keep[i] = not better.any()
+    return keep
+
+
+def pareto(summary: pd.DataFrame, out: str) -> None:
+    """Primary metric vs peak memory (CUDA max allocated when measured, else process RSS) and vs
+    trainable parameters, one panel pair per task; the Pareto frontier joined and ringed."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    mem = summary["cuda_max_allocated_bytes_mean"] if "cuda_max_allocated_bytes_mean" in summary else None
+    use_cuda = mem is not None and mem.notna().all()
+    mem_col = "cuda_max_allocated_bytes_mean" if use_cuda else "peak_rss_bytes_mean"
+    axes_x = [(mem_col, "peak CUDA memory allocated (MiB)" if use_cuda else "peak process RSS (MiB)", 2**20),
+              ("trainable_params_mean", "trainable parameters", 1)]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(10.5, 4.0 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        grp = summary[summary["task"] == task].reset_index(drop=True)
+        for col, (xcol, xlabel, unit) in enumerate(axes_x):
+            ax = axes[row][col]
+            x, y = grp[xcol].to_numpy(float) / unit, grp["primary_value_mean"].to_numpy(float)
+            front = pareto_mask(x, y)
+            for i, r in grp.iterrows():
+                label = r["method"] if str(r["bits"]) == "32" else f"{r['method']} @ {r['bits']}"
+                ax.scatter(x[i], y[i], s=28, color="tab:red" if front[i] else "tab:gray", zorder=3)
+                ax.annotate(f"{label} b={r['budget']}", (x[i], y[i]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+            order = np.argsort(x[front])
+            ax.plot(x[front][order], y[front][order], color="tab:red", lw=1, label="Pareto frontier")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(grp["primary_metric"].iloc[0])
+            ax.set_title(task, fontsize=9)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     save(fig, out)

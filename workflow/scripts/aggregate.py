@@ -2,6 +2,7 @@ from pathlib import Path
 
 from rankbits import aggregate as agg
 from rankbits.io import read_json
+from rankbits.replication import load_published, replication_table
 from rankbits.workflow import logged
 
 with logged(snakemake):
@@ -19,3 +20,8 @@ with logged(snakemake):
     agg.write_table(arms, str(out / "arms_table"))
     agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"))
     agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"))
+    comp = agg.comparisons(runs)
+    agg.write_table(comp, str(out / "comparisons"), ("csv",))
+    agg.write_table(agg.display_comparisons(comp), str(out / "comparisons"), ("md", "tex"))
+    published = load_published(snakemake.input.published)
+    agg.write_table(replication_table(summary, published), str(out / "replication"))

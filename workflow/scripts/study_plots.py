@@ -8,6 +8,8 @@ with logged(snakemake):
     runs, out = snakemake.input.runs, snakemake.output
     plots.rank_vs_step(runs, out.rank_vs_step)
     plots.loss_curves(runs, out.loss)
-    plots.metric_vs_params(pd.read_csv(snakemake.input.summary), out.metric_vs_params)
+    summary = pd.read_csv(snakemake.input.summary)
+    plots.metric_vs_params(summary, out.metric_vs_params)
+    plots.pareto(summary, out.pareto)
     plots.rank_maps(runs, out.rank_maps)
     plots.lr_sensitivity(agg.selection_curves(runs), out.lr_sensitivity)

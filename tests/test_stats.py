@@ -1,0 +1,36 @@
+"""Statistics on known inputs."""
+import math
+
+import numpy as np
+import pytest
+
+from rankbits.stats import mean_ci, paired_bootstrap, paired_test, sign_flip_p
+
+
+def test_t_interval_over_seeds():
+    m, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, df=2) x sd 1 / sqrt(3)
+    assert m == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    m, lo, hi = mean_ci([0.8])
+    assert m == 0.8 and math.isnan(lo) and math.isnan(hi)  # one seed: no interval from seeds
+
+
+def test_paired_t_and_exact_sign_flip():
+    r = paired_test([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0])
+    assert r["n"] == 4 and r["diff"] == 2.5
+    assert r["t_p"] == pytest.approx(0.030466, abs=1e-5)  # t = 3.873, df = 3
+    assert r["sign_flip_p"] == pytest.approx(2 / 16)  # only all-plus and all-minus reach 2.5
+    same = paired_test([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same["diff"] == 0 and same["t_p"] == 1.0 and same["sign_flip_p"] == 1.0
+    assert sign_flip_p([1.0, -1.0]) == 1.0
+
+
+def test_paired_bootstrap_over_examples():
+    y = np.array([0, 1] * 200)
+    acc = lambda t, p: float((t == p).mean())  # noqa: E731
+    r = paired_bootstrap(y, y, np.zeros_like(y), acc, n_boot=500)
+    assert r["diff"] == 0.5 and 0.4 < r["ci_low"] < 0.5 < r["ci_high"] < 0.6 and r["p"] == 0.0
+    r = paired_bootstrap(y, y, y, acc, n_boot=200)
+    assert r["diff"] == 0 and r["ci_low"] == r["ci_high"] == 0 and r["p"] == 1.0
+    with pytest.raises(ValueError, match="same length"):
+        paired_bootstrap(y, y[:3], y, acc)
