@@ -1,11 +1,12 @@
 import pytest
+import yaml
 
 from rankbits.config import (
     ConfigError, Run, config_hash, expand_runs, resolve_training, run_spec, validate_config,
 )
 from rankbits.methods import METHODS
 
-from conftest import SCHEMA
+from conftest import REPO, SCHEMA
 
 
 def test_default_study_expands_to_its_cross_product(validated):
@@ -93,3 +94,14 @@ def test_adalora_options_resolve_against_the_run_length(validated):
         ada.prepare(8, {**opts, "tinit": 400, "tfinal": 100}, 500, "methods.adalora")
     with pytest.raises(ConfigError, match="init_r"):
         ada.prepare(8, {**opts, "init_r": 4}, 500, "methods.adalora")
+
+
+@pytest.mark.parametrize("study", sorted((REPO / "config" / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_study_config_validates_over_the_default(study, base_config):
+    """Snakemake merges --configfile over config/config.yaml; the merged config must be valid."""
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k) or {}, v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+
+    validate_config(merge(base_config, yaml.safe_load(study.read_text())), SCHEMA)
