@@ -16,13 +16,19 @@ KEYS = ["task", "model", "method", "budget", "bits"]
 MiB = 2**20
 
 
+def run_records(run_dirs: list[str]):
+    """(run dir, its metrics.json, its identity: task, model, method, budget, bits, seed)."""
+    for d in run_dirs:
+        m = read_json(Path(d) / "metrics.json")
+        yield d, m, {k: m["run_info"][k] for k in (*KEYS, "seed")}
+
+
 def load_runs(run_dirs: list[str]) -> pd.DataFrame:
     """One row per run: its identity, every metric (``metric.<name>``) and its costs."""
     rows = []
-    for d in run_dirs:
-        m = read_json(Path(d) / "metrics.json")
-        ri, ti, ei = m["run_info"], m["train_info"], m["eval_info"]
-        row = {k: ri[k] for k in (*KEYS, "seed")}
+    for d, m, ident in run_records(run_dirs):
+        ti, ei = m["train_info"], m["eval_info"]
+        row = dict(ident)
         row.update({f"metric.{k}": v for k, v in ei["metrics"].items()})
         row.update({
             "primary_metric": ei["primary_metric"], "primary_value": ei["primary_value"],
@@ -153,10 +159,9 @@ def selection_table(run_dirs: list[str]) -> pd.DataFrame:
     """One row per run: the learning rate chosen on the selection split, every grid point's
     selection score, and the compute the arm spent (all grid points, probes included)."""
     rows = []
-    for d in run_dirs:
-        m = read_json(Path(d) / "metrics.json")
-        ri, sel = m["run_info"], m["train_info"]["lr_selection"]
-        row = {k: ri[k] for k in (*KEYS, "seed")}
+    for _, m, ident in run_records(run_dirs):
+        sel = m["train_info"]["lr_selection"]
+        row = dict(ident)
         row.update({
             "selection metric": sel["selection_metric"] or "—", "selection rows": sel["selection_n"] or 0,
             "chosen lr": sel["chosen_lr"],
@@ -176,11 +181,10 @@ def selection_table(run_dirs: list[str]) -> pd.DataFrame:
 def selection_curves(run_dirs: list[str]) -> pd.DataFrame:
     """Long form: (task, model, method, budget, bits, seed, lr, selection value, chosen)."""
     rows = []
-    for d in run_dirs:
-        m = read_json(Path(d) / "metrics.json")
-        ri, sel = m["run_info"], m["train_info"]["lr_selection"]
+    for _, m, ident in run_records(run_dirs):
+        sel = m["train_info"]["lr_selection"]
         for g in sel["grid"]:
-            rows.append({**{k: ri[k] for k in (*KEYS, "seed")}, "lr": g["lr"],
+            rows.append({**ident, "lr": g["lr"],
                          "selection_metric": sel["selection_metric"], "value": g["selection_value"],
                          "chosen": g["lr"] == sel["chosen_lr"]})
     return pd.DataFrame(rows)

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from .batching import Batches
 from .config import Run
@@ -35,6 +36,16 @@ def predict(model, batches: Batches, device) -> pd.DataFrame:
     return result.sort_values("row").reset_index(drop=True)
 
 
+def score(model, batches: Batches, device, task=None) -> tuple[pd.DataFrame, dict | None, float]:
+    """Predictions of ``model`` (in eval mode) on ``batches``, the task's metrics on them (when a
+    task is given) and the mean cross-entropy against their labels."""
+    pred = predict(model, batches, device)
+    logits = torch.as_tensor(pred.filter(like="logit_").to_numpy())
+    loss = float(F.cross_entropy(logits, batches.labels))
+    values = task.metrics(batches.labels.tolist(), pred["pred"].tolist()) if task is not None else None
+    return pred, values, loss
+
+
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
                  base_dir: str | None = None) -> dict:
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
@@ -61,10 +72,10 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     if adapter_ranks(model) != read_json(f"{train_dir}/rank_pattern.json"):
         raise RuntimeError(f"{train_dir}/adapter: its ranks differ from rank_pattern.json")
     hp = spec["training"]
-    pred = predict(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device)
+    pred, values, _ = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True),
+                            device, task)
     pred.insert(0, "idx", df["idx"].to_numpy())
     pred.insert(1, "label", df["label"].to_numpy())
-    values = task.metrics(pred["label"].tolist(), pred["pred"].tolist())
     eval_seconds = time.perf_counter() - t0
 
     metrics = {

@@ -42,13 +42,7 @@ def quant_heatmap(base_dir: str, model: str, out: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
     for ax, (title, values, cmap, fmt) in zip(axes, panels):
         layers, kinds, mat = heatmap_matrix(values, model)
-        im = ax.imshow(mat, cmap=cmap, aspect="auto", origin="lower")
-        for i in range(len(layers)):
-            for j in range(len(kinds)):
-                if not np.isnan(mat[i, j]):
-                    ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", fontsize=7, color="cyan")
-        ax.set_xticks(range(len(kinds)), kinds)
-        ax.set_yticks(range(len(layers)), layers)
+        im = draw_heatmap(ax, mat, layers, kinds, cmap=cmap, fmt=fmt, color=lambda v: "cyan")
         ax.set_xlabel("module")
         ax.set_ylabel("layer")
         ax.set_title(title, fontsize=9)
@@ -71,17 +65,24 @@ def final_ranks(run_dir: str | Path, metrics: dict) -> dict[str, float]:
     return {**{m: 0 for m in allocation}, **ranks}
 
 
-def _draw_ranks(ax, mat, layers, kinds, vmax, annotate=True):
-    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=vmax, aspect="auto", origin="lower")
+def draw_heatmap(ax, mat, layers, kinds, *, cmap="viridis", vmin=None, vmax=None, fmt="{:.0f}",
+                 color=None, annotate=True):
+    """A layers x module-kinds matrix on ``ax``, each finite cell labelled with ``fmt``."""
+    im = ax.imshow(mat, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
     if annotate:
         for i in range(len(layers)):
             for j in range(len(kinds)):
                 if not np.isnan(mat[i, j]):
-                    ax.text(j, i, int(mat[i, j]), ha="center", va="center",
-                            color="white" if mat[i, j] < vmax / 2 else "black", fontsize=7)
+                    ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", fontsize=7,
+                            color=color(mat[i, j]) if color else "black")
     ax.set_xticks(range(len(kinds)), kinds, fontsize=7)
     ax.set_yticks(range(len(layers)), layers, fontsize=7)
     return im
+
+
+def _draw_ranks(ax, mat, layers, kinds, vmax, annotate=True):
+    return draw_heatmap(ax, mat, layers, kinds, vmin=0, vmax=vmax, annotate=annotate,
+                        color=lambda v: "white" if v < vmax / 2 else "black")
 
 
 def rank_heatmap(run_dir: str, out: str) -> None:

@@ -62,7 +62,6 @@ class Context:
     parameters, ``val_loss``). ``record`` goes into train_info; ``state`` is the method's own."""
 
     run: Run
-    budget: int
     opts: dict
     hp: dict
     dims: dict[str, tuple[int, int]]
@@ -115,23 +114,18 @@ def optimizer_state_bytes(optimizer) -> int:
 
 def score_selection(model, path: str | None, run: Run, hp: dict, pad_id: int, device) -> dict | None:
     """The task's metrics and mean cross-entropy of ``model`` on the selection split."""
-    if not path:
+    df = pd.read_parquet(path) if path else None
+    if df is None or df.empty:
         return None
-    df = pd.read_parquet(path)
-    if df.empty:
-        return None
-    from .evaluate import predict
+    from .evaluate import score
     from .tasks import TASKS
 
     task = TASKS.get(run.task)
     model.eval()
-    pred = predict(model, Batches(df, hp["eval_batch_size"], pad_id, True), device)
-    logits = torch.as_tensor(pred.filter(like="logit_").to_numpy())
-    values = task.metrics(df["label"].tolist(), pred["pred"].tolist())
+    _, values, loss = score(model, Batches(df, hp["eval_batch_size"], pad_id, True), device, task)
     return {"metrics": values, "primary_metric": task.primary_metric,
             "primary_value": values[task.primary_metric], "higher_is_better": task.higher_is_better,
-            "loss": float(F.cross_entropy(logits, torch.as_tensor(df["label"].to_numpy(copy=True)))),
-            "n": len(df)}
+            "loss": loss, "n": len(df)}
 
 
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
@@ -192,16 +186,15 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         return pm
 
     def val_loss() -> float:
-        from .evaluate import predict
+        from .evaluate import score
 
         model.eval()
-        pred = predict(model, val_batches, device)
+        loss = score(model, val_batches, device)[2]
         model.train()
-        logits = torch.as_tensor(pred.filter(like="logit_").to_numpy())
-        return float(F.cross_entropy(logits, val_batches.labels))
+        return loss
 
     model, base_info = base_model()
-    ctx = Context(run=run, budget=run.budget, opts=opts, hp=hp,
+    ctx = Context(run=run, opts=opts, hp=hp,
                   dims=MODELS.get(run.model).family.target_dims(model),
                   locate=MODELS.get(run.model).family.locate, upstream_dir=upstream_dir, probe=probe,
                   val_loss=val_loss if val_batches is not None else None)
@@ -213,7 +206,6 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                          footprint=footprint(model.base_model))  # backbone, as footprint.json
     transformers.set_seed(run.seed)  # the adapter starts the same whatever the allocation consumed
     model = attach_adapter(model, run.model, method, run.budget, opts, hp, steps, allocation=allocation)
-    dims = module_dims(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = {
         "trainable": sum(p.numel() for p in trainable),

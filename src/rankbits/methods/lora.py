@@ -41,7 +41,7 @@ class AllocatedLoRA(LoRA):
     def allocate(self, ctx):
         from ..allocation import allocate
 
-        return allocate(self.weights(ctx), ctx.dims, ctx.budget)
+        return allocate(self.weights(ctx), ctx.dims, ctx.run.budget)
 
 
 register(LoRA())
