@@ -8,6 +8,8 @@ rule train:
         directory(f"results/adapters/{RUN_PATTERN}/lr{{lr}}"),
     params:
         spec=point_spec_for,
+        # outside the output, so it survives the clean-up of a killed job; removed when done
+        checkpoint=f"results/checkpoints/{RUN_PATTERN}/lr{{lr}}",
     threads: 1
     resources:
         mem_mb=4000,

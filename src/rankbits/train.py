@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batching import Batches
+from .checkpoint import Checkpointer, set_rng_state
 from .config import Run, config_hash
 from .io import atomic_dir, dir_bytes, write_csv, write_json
 from .allocation import budget_record
@@ -130,11 +131,15 @@ def score_selection(model, path: str | None, run: Run, hp: dict, pad_id: int, de
 
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
               base_dir: str | None = None, upstream_dir: str | None = None,
-              selection_path: str | None = None) -> dict:
+              selection_path: str | None = None, checkpoint_dir: str | None = None,
+              checkpoint_every: int = 0) -> dict:
     """Train one run and write its training artefacts to ``out_dir`` (complete or absent).
     ``upstream_dir``: the finished run a method builds on (e.g. adalora-transfer's AdaLoRA run).
     ``selection_path``: the task's selection split; the trained adapter is scored on it (for
-    choosing among learning rates) — never on the test split."""
+    choosing among learning rates) — never on the test split.
+    ``checkpoint_dir``: where the run's checkpoint lives (see ``rankbits.checkpoint``); a run
+    finding one there for its configuration resumes from it, and removes it when done; one is
+    saved every ``checkpoint_every`` optimizer steps (0: only on SIGTERM / SIGUSR1)."""
     import transformers
     run = Run(**spec["run"])
     hp, method = spec["training"], METHODS.get(run.method)
@@ -193,12 +198,18 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         model.train()
         return loss
 
+    ckpt = Checkpointer(checkpoint_dir if method.resumable else None, config_hash(spec),
+                        checkpoint_every)
+    resume = ckpt.load(device)
     model, base_info = base_model()
     ctx = Context(run=run, opts=opts, hp=hp,
                   dims=MODELS.get(run.model).family.target_dims(model),
                   locate=MODELS.get(run.model).family.locate, upstream_dir=upstream_dir, probe=probe,
                   val_loss=val_loss if val_batches is not None else None)
-    allocation = method.allocate(ctx)
+    if resume:  # the allocation (a probe, say) was made by the attempt that saved it
+        allocation, ctx.record = resume["allocation"], resume["record"]
+    else:
+        allocation = method.allocate(ctx)
     if method.own_bits:
         model = method.adapt_base(model, ctx.record, device)
         base_info.update(base_bytes=int(model.get_memory_footprint()), quantized=True,
@@ -225,6 +236,19 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     log_rows: list[tuple] = []
     pending: list[tuple[int, torch.Tensor, torch.Tensor, float, torch.Tensor, int]] = []
     skipped = []
+    start, seen, train_seconds = 0, 0, 0.0
+    if resume:
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in resume["params"].items():
+                named[name].copy_(value)
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        method.restore_state(ctx, resume["method"])
+        ranks, rank_rows, log_rows, skipped = (resume[k] for k in ("ranks", "rank_rows", "log_rows",
+                                                                    "skipped"))
+        start, seen, train_seconds = resume["step"], resume["seen"], resume["train_seconds"]
+        ctx.record = resume["record"]
 
     def flush():
         if not pending:
@@ -242,32 +266,48 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     def hook(step):
         method.on_optimizer_step(ctx, step)
 
+    def checkpoint(step):
+        flush()  # a non-finite loss stops the run before it is saved
+        ckpt.save({"step": step, "seen": seen, "train_seconds": time.perf_counter() - t1 + train_seconds,
+                   "params": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
+                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "method": method.checkpoint_state(ctx), "allocation": allocation,
+                   "record": ctx.record, "ranks": ranks, "rank_rows": rank_rows,
+                   "log_rows": log_rows, "skipped": skipped})
+
     model.train()
     reset_peak(device)
-    t1 = time.perf_counter()
     stream = batch_stream(batches, run.seed)
-    seen = 0
-    for step in tqdm(range(steps), desc=run.path, mininterval=5, disable=False):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
-        task_loss, loss, gnorm, skip = optimizer_step(model, batch, trainable, optimizer, scheduler,
-                                                      hook, step, hp["max_grad_norm"], skip_nonfinite)
-        seen += batch["labels"].shape[0]
-        if skip:
-            skipped.append(step + 1)
+    for _ in range(start):  # the batches the saved attempt consumed
+        next(stream)
+    if resume:
+        set_rng_state(resume["rng"])
+    t1 = time.perf_counter()
+    with ckpt:
+        for step in tqdm(range(start, steps), desc=run.path, mininterval=5, initial=start,
+                         total=steps):
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
+            task_loss, loss, gnorm, skip = optimizer_step(model, batch, trainable, optimizer, scheduler,
+                                                          hook, step, hp["max_grad_norm"], skip_nonfinite)
+            seen += batch["labels"].shape[0]
+            if skip:
+                skipped.append(step + 1)
 
-        if method.rank_adaptive:
-            new = method.ranks(model)
-            if new != ranks:
-                rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
-                ranks = new
-        pending.append((step + 1, task_loss, loss, scheduler.get_last_lr()[0], gnorm,
-                        sum(ranks.values())))
-        if len(pending) >= hp["log_every"]:
-            flush()
+            if method.rank_adaptive:
+                new = method.ranks(model)
+                if new != ranks:
+                    rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
+                    ranks = new
+            pending.append((step + 1, task_loss, loss, scheduler.get_last_lr()[0], gnorm,
+                            sum(ranks.values())))
+            if len(pending) >= hp["log_every"]:
+                flush()
+            if step + 1 < steps and ckpt.due(step + 1):
+                checkpoint(step + 1)
     flush()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    train_seconds = time.perf_counter() - t1
+    train_seconds += time.perf_counter() - t1
     memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(optimizer)}
 
     selection = score_selection(model, selection_path, run, hp, tokenizer.pad_token_id, device)
@@ -299,6 +339,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         "memory": memory,
         "final_task_loss": next((r[1] for r in reversed(log_rows) if math.isfinite(r[1])), None),
         "timing": {"load_seconds": load_seconds, "train_seconds": train_seconds,
+                   "resumed_at_step": start or None,  # from a checkpoint of an earlier attempt
                    "samples_per_second": seen / train_seconds if train_seconds else None},
         "device": device_info(device),
         "versions": versions(),
@@ -312,4 +353,5 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         write_csv(tmp / "rank_history.csv", ("step", "module", "rank"), rank_rows)
         write_csv(tmp / "train_log.csv",
                   ("step", "task_loss", "loss", "lr", "grad_norm", "total_rank"), log_rows)
+    ckpt.remove()
     return info

@@ -25,6 +25,9 @@ class Method:
     upstream: str | None = None
     # sets the base's per-layer precision itself (``adapt_base``): runs only with bits "32"
     own_bits: bool = False
+    # a killed run resumes from its last checkpoint (``checkpoint_state`` holds all the method's
+    # own state); False: it restarts from step 0
+    resumable: bool = True
 
     def options(self, user: dict, where: str) -> dict:
         from ..config import ConfigError
@@ -63,6 +66,13 @@ class Method:
 
     def on_optimizer_step(self, ctx, step: int) -> None:
         """Called after ``optimizer.step()`` and before ``zero_grad()``; ``step`` counts from 0."""
+
+    def checkpoint_state(self, ctx) -> dict:
+        """The method's training state beyond parameters and optimizer, for a checkpoint."""
+        return {}
+
+    def restore_state(self, ctx, state: dict) -> None:
+        """Load what ``checkpoint_state`` saved (after ``setup``)."""
 
     def ranks(self, model) -> dict[str, int]:
         """Current rank of every adapted module, by module name in the base model."""

@@ -64,6 +64,21 @@ class AdaLoRA(Method):
     def on_optimizer_step(self, ctx, step):
         ctx.model.base_model.update_and_allocate(step)
 
+    # PEFT's RankAllocator keeps smoothed importance scores between steps; the masks themselves
+    # live in the lora_E parameters and the rank pattern in the adapter's config
+    _allocator_state = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+    def checkpoint_state(self, ctx):
+        alloc = ctx.model.base_model.rankallocator
+        return {"allocator": {k: getattr(alloc, k) for k in self._allocator_state},
+                "rank_pattern": ctx.model.peft_config[ctx.model.active_adapter].rank_pattern}
+
+    def restore_state(self, ctx, state):
+        alloc = ctx.model.base_model.rankallocator
+        for key, value in state["allocator"].items():
+            setattr(alloc, key, value)
+        ctx.model.peft_config[ctx.model.active_adapter].rank_pattern = state["rank_pattern"]
+
     def ranks(self, model):
         pattern = model.peft_config[model.active_adapter].rank_pattern
         ranks = super().ranks(model)  # init_r until the first pruning step

@@ -17,6 +17,7 @@ class Grow(LoRA):
     name = "grow"
     label = "grow on plateau"
     rank_adaptive = True
+    resumable = False  # optimizer surgery and parameter shapes change as it grows: restarts
     defaults = {
         "r_start": None,  # None: budget // 4, at least 1
         "delta_r": None,  # None: budget // 4, at least 1
