@@ -20,6 +20,20 @@ include: "rules/aggregate.smk"
 include: "rules/report.smk"
 
 
+onstart:
+    # jobs learn of --keep-going through the environment (it is not part of any run's settings)
+    os.environ[KEEP_GOING] = "1" if workflow.execution_settings.keep_going else "0"
+
+
+onsuccess:
+    # a run that diverged under --keep-going is recorded, not fatal; the study still says it failed
+    failed = "results/tables/failed_runs.csv"
+    if os.path.exists(failed) and len(pd.read_csv(failed)):
+        print(f"rankbits: some runs failed; see {failed} (or the report's Tables)", file=sys.stderr)
+        print(pd.read_csv(failed).to_string(index=False), file=sys.stderr)
+        sys.exit(1)
+
+
 rule all:
     input:
         final_outputs(),

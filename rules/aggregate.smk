@@ -6,6 +6,7 @@ TABLES = [
     "results/tables/lr_selection.csv",
     "results/tables/comparisons.csv",
     "results/tables/replication.csv",
+    "results/tables/failed_runs.csv",
 ]
 
 
@@ -57,6 +58,12 @@ rule aggregate:
             category="Replication",
             labels={"table": "published vs measured"},
         ),
+        failed=report(
+            "results/tables/failed_runs.csv",
+            caption="../report/failed_runs.rst",
+            category="Tables",
+            labels={"table": "failed runs (recorded under --keep-going)"},
+        ),
         extra=multiext("results/tables/summary", ".md", ".tex")
         + multiext("results/tables/budget_table", ".md", ".tex")
         + multiext("results/tables/memory", ".md", ".tex")
@@ -64,7 +71,7 @@ rule aggregate:
         + multiext("results/tables/lr_selection", ".md", ".tex")
         + multiext("results/tables/comparisons", ".md", ".tex")
         + multiext("results/tables/replication", ".md", ".tex")
-        + ["results/tables/runs.csv"],
+        + ["results/tables/runs.csv", "results/tables/failed_runs.md"],
     params:
         methods=config["study"]["methods"],
         budgets=config["study"]["budgets"],

@@ -1,5 +1,8 @@
+import os
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from rankbits.config import (
     ConfigError,
@@ -14,6 +17,7 @@ from rankbits.config import (
 )
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
+from rankbits.workflow import KEEP_GOING
 
 
 try:

@@ -44,6 +44,14 @@ def test_schema_violation_names_the_key(base_config):
     base_config["study"]["typo_key"] = 1
     with pytest.raises(ConfigError, match=r"^study: .*'typo_key'"):
         validate_config(base_config, SCHEMA)
+    del base_config["study"]["typo_key"]
+    base_config["training"]["batch_size"] = "sixteen"  # a wrong type
+    with pytest.raises(ConfigError, match=r"^training\.batch_size: 'sixteen' is not of type 'integer'"):
+        validate_config(base_config, SCHEMA)
+    base_config["training"]["batch_size"] = 16
+    base_config["training"]["on_nan"] = "ignore"  # not an allowed value: they are listed
+    with pytest.raises(ConfigError, match=r"^training\.on_nan: 'ignore' is not one of \['stop', 'skip_batch'\]"):
+        validate_config(base_config, SCHEMA)
 
 
 def test_unknown_method_option_is_rejected_with_valid_options(base_config):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 import numpy as np
@@ -14,11 +15,27 @@ from .config import Run
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_tokenizer
-from .runtime import git_commit, peak_memory, pick_device, repo_root
+from .runtime import git_commit, oom_advice, peak_memory, pick_device, repo_root
 from .selection import selection_record
 from .tasks import TASKS
 
 RUN_FILES = ("rank_pattern.json", "rank_history.csv", "train_log.csv")
+
+
+def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -> dict:
+    """The run directory of a run none of whose grid points trained: metrics.json with status
+    "failed" and why (step and error per learning rate); no predictions, nothing to evaluate."""
+    metrics = {
+        "run_info": {**run.as_dict(), "run_path": run.path, "config_hash": failures[0]["config_hash"],
+                     "status": "failed",
+                     "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "spec": spec},
+        "failure": [{"lr": f["lr"], "step": f["step"], "error": f["error"]} for f in failures],
+        "meta_info": {"git_commit": git_commit(repo_root())},
+    }
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "metrics.json", metrics)
+    return metrics
 
 
 @torch.inference_mode()
@@ -51,16 +68,28 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
     selection-split scores, score the chosen adapter on dev (the test split) and write the run
     directory (complete or absent). Only the chosen point is ever evaluated on dev."""
+    with oom_advice(f"evaluating {Run(**spec['run']).path}", spec["training"],
+                    spec["task_options"]["max_length"]):
+        return _evaluate_run(spec, train_dirs, dev_path, out_dir, threads, base_dir)
+
+
+def _evaluate_run(spec, train_dirs, dev_path, out_dir, threads, base_dir) -> dict:
     from peft import PeftModel
 
     run = Run(**spec["run"])
     task = TASKS.get(run.task)
     torch.set_num_threads(max(1, threads))
     device = pick_device(spec["device"])
-    # one trained point per learning rate of the run's grid: choose on the selection split
+    # one trained point per learning rate of the run's grid: choose on the selection split among
+    # the points that trained (a diverged point, recorded under --keep-going, is listed as failed)
     train_dirs = [train_dirs] if isinstance(train_dirs, str) else list(train_dirs)
+    failures = [read_json(f"{d}/failed.json") for d in train_dirs if Path(d, "failed.json").exists()]
+    train_dirs = [d for d in train_dirs if not Path(d, "failed.json").exists()]
+    if not train_dirs:
+        return write_failed_run(run, spec, failures, out_dir)
     infos = [read_json(f"{d}/train_info.json") for d in train_dirs]
     chosen, lr_selection = selection_record(infos)
+    lr_selection["failed"] = [{"lr": f["lr"], "step": f["step"], "error": f["error"]} for f in failures]
     train_dir, train_info = train_dirs[chosen], infos[chosen]
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)

@@ -87,7 +87,15 @@ def _draw_ranks(ax, mat, layers, kinds, vmax, annotate=True):
 
 def rank_heatmap(run_dir: str, out: str) -> None:
     m = read_json(Path(run_dir) / "metrics.json")
-    ri, ti = m["run_info"], m["train_info"]
+    ri = m["run_info"]
+    if ri["status"] != "success":  # a failed run (see failed_runs): say so where its map would be
+        fig, ax = plt.subplots(figsize=(6, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{ri['run_path']}: training failed\n" + m["failure"][0]["error"][:160],
+                ha="center", va="center", wrap=True, fontsize=8)
+        save(fig, out)
+        return
+    ti = m["train_info"]
     layers, kinds, mat = heatmap_matrix(final_ranks(run_dir, m), ri["model"])
     vmax = max(ti["method_options"].get("init_r") or ri["budget"], np.nanmax(mat))
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(kinds), 0.9 + 0.45 * len(layers)))

@@ -1,6 +1,7 @@
 """Facts about where a run ran: device, versions, commit, memory, time."""
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -28,6 +29,25 @@ def pick_device(requested: str = "auto") -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+class OutOfMemory(MemoryError):
+    pass
+
+
+@contextlib.contextmanager
+def oom_advice(what: str, hp: dict, max_length: int | None = None):
+    """Turn a CUDA out-of-memory error into one line naming the settings that lower the peak."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        torch.cuda.empty_cache()
+        raise OutOfMemory(
+            f"{what}: CUDA out of memory. Lower training.batch_size (now {hp['batch_size']}) or "
+            f"training.eval_batch_size (now {hp['eval_batch_size']}), tasks.<task>.max_length "
+            f"(now {max_length}), or use a lower bit-width (study.bits: \"4\"); on a cluster, ask "
+            f"for a larger GPU (profiles/slurm: gpu_model). Original error: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def versions() -> dict[str, str | None]:

@@ -36,11 +36,25 @@ from .footprint import footprint
 from .methods import METHODS, module_dims
 from .modeling import attach_adapter, load_base, load_tokenizer
 from .models import MODELS
-from .runtime import device_info, peak_memory, pick_device, reset_peak, versions
+from .runtime import device_info, oom_advice, peak_memory, pick_device, reset_peak, versions
 
 
 class NonFiniteLoss(FloatingPointError):
-    pass
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+def write_failure(out_dir: str, spec: dict, exc: Exception) -> dict:
+    """Record a training that failed for a reason a rerun would meet again (a non-finite loss)
+    as the grid point's outcome: ``out_dir`` holds ``failed.json`` instead of an adapter. Used
+    under ``snakemake --keep-going``, so the rest of the study and its tables still build."""
+    record = {"run": spec["run"], "run_path": Run(**spec["run"]).path, "lr": spec["training"]["lr"],
+              "config_hash": config_hash(spec), "error": f"{type(exc).__name__}: {exc}",
+              "step": getattr(exc, "step", None)}
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "failed.json", record)
+    return record
 
 
 def total_steps(n_train: int, hp: dict) -> int:
@@ -140,6 +154,14 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     ``checkpoint_dir``: where the run's checkpoint lives (see ``rankbits.checkpoint``); a run
     finding one there for its configuration resumes from it, and removes it when done; one is
     saved every ``checkpoint_every`` optimizer steps (0: only on SIGTERM / SIGUSR1)."""
+    with oom_advice(f"training {Run(**spec['run']).path}", spec["training"],
+                    spec["task_options"]["max_length"]):
+        return _train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
+                          checkpoint_dir, checkpoint_every)
+
+
+def _train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
+               checkpoint_dir, checkpoint_every) -> dict:
     import transformers
     run = Run(**spec["run"])
     hp, method = spec["training"], METHODS.get(run.method)
@@ -259,7 +281,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                 raise NonFiniteLoss(
                     f"{run.path}: non-finite loss ({loss}) at optimizer step {step}; lower the "
                     f"learning rate (training.lr) or gradient clipping (training.max_grad_norm), "
-                    f"or set training.on_nan: skip_batch")
+                    f"or set training.on_nan: skip_batch", step)
             log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
         pending.clear()
 

@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import traceback
+
+# set by the Snakefile's onstart handler; jobs inherit it (locally and through sbatch)
+KEEP_GOING = "RANKBITS_KEEP_GOING"
+
+
+def keep_going() -> bool:
+    """Whether Snakemake runs with --keep-going (a diverged run is then recorded, not fatal)."""
+    return os.environ.get(KEEP_GOING) == "1"
 
 
 @contextlib.contextmanager

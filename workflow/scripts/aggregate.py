@@ -25,3 +25,4 @@ with logged(snakemake):
     agg.write_table(agg.display_comparisons(comp), str(out / "comparisons"), ("md", "tex"))
     published = load_published(snakemake.input.published)
     agg.write_table(replication_table(summary, published), str(out / "replication"))
+    agg.write_table(agg.failed_runs(snakemake.input.runs), str(out / "failed_runs"), ("csv", "md"))

@@ -5,7 +5,7 @@ from rankbits import plots
 from rankbits.workflow import logged
 
 with logged(snakemake):
-    runs, out = snakemake.input.runs, snakemake.output
+    runs, out = agg.succeeded(snakemake.input.runs), snakemake.output
     plots.rank_vs_step(runs, out.rank_vs_step)
     plots.loss_curves(runs, out.loss)
     summary = pd.read_csv(snakemake.input.summary)
