@@ -17,6 +17,7 @@ from rankbits.config import (
 )
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
+from rankbits.runtime import gpus_available
 from rankbits.workflow import KEEP_GOING
 
 
@@ -31,7 +32,13 @@ except ConfigError as exc:
 RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
 # published numbers for the replication table; config key 'published' may point elsewhere
 PUBLISHED = config.get("published") or str(Path(workflow.basedir) / "config" / "published.yaml")
-ENV = "../envs/cpu.yaml"
+# every job's conda environment under snakemake --use-conda is envs/<conda_env>.yaml
+ENV = f"../envs/{config['conda_env']}.yaml"
+
+
+# GPUs a training/evaluation job holds: 1 on CUDA (profiles/default caps the sum at the
+# machine's GPUs, so two runs never share one), 0 on CPU or MPS
+GPUS = int(gpus_available() if config["device"] == "auto" else config["device"].startswith("cuda"))
 
 
 wildcard_constraints:

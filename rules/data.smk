@@ -1,3 +1,10 @@
+# rules that may download (from the Hugging Face Hub) run where Snakemake runs: compute nodes
+# of a cluster are often offline
+localrules:
+    prepare_data,
+    tokenize,
+
+
 rule prepare_data:
     output:
         train="data/{task}/train.parquet",

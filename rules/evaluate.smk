@@ -10,6 +10,7 @@ rule evaluate:
     threads: 1
     resources:
         mem_mb=4000,
+        gpu=GPUS,
     log:
         f"logs/evaluate/{RUN_PATTERN}.log",
     conda:

@@ -7,6 +7,8 @@ rule prepare_base:
         model_options=lambda w: config["models"].get(w.model, {}),
         device=config["device"],
         calibration_samples=config["quantization"]["calibration_samples"],
+    resources:
+        gpu=GPUS,
     log:
         "logs/prepare_base/{model}/{bits}.log",
     conda:

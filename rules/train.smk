@@ -13,6 +13,7 @@ rule train:
     threads: 1
     resources:
         mem_mb=4000,
+        gpu=GPUS,
     log:
         f"logs/train/{RUN_PATTERN}/lr{{lr}}.log",
     conda:

@@ -50,6 +50,10 @@ def oom_advice(what: str, hp: dict, max_length: int | None = None):
         ) from exc
 
 
+def gpus_available() -> bool:
+    return torch.cuda.is_available()
+
+
 def versions() -> dict[str, str | None]:
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
