@@ -21,7 +21,7 @@ def run_records(run_dirs: list[str], status: str = "success"):
     runs with ``status`` ("success"; "failed": diverged, recorded under --keep-going)."""
     for d in run_dirs:
         m = read_json(Path(d) / "metrics.json")
-        if m["run_info"]["status"] == status:
+        if m["run_info"].get("status", "success") == status:
             yield d, m, {k: m["run_info"][k] for k in (*KEYS, "seed")}
 
 
