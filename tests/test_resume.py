@@ -16,6 +16,9 @@ from conftest import REPO, needs_shared_data, small_spec
 pytestmark = [needs_shared_data("sst2"), pytest.mark.slow]
 
 STEPS, EVERY = 40, 5
+OPTIONS = {"adalora": {"tinit": 4, "tfinal": 8, "deltaT": 2},
+           "grow": {"eval_every": 3, "patience": 1, "epsilon": 100.0, "val_samples": 16,
+                    "freeze_and_thaw": 2, "new_rank_lr_mult": 0.5}}
 TRAIN = """
 import json, sys
 from rankbits.train import train_run
@@ -55,14 +58,16 @@ def outputs(out: Path) -> dict:
 
 
 @pytest.mark.parametrize("method, kill", [("lora", signal.SIGKILL), ("adalora", signal.SIGKILL),
-                                          ("adalora", signal.SIGTERM)])
+                                          ("adalora", signal.SIGTERM), ("grow", signal.SIGKILL)])
 def test_a_killed_run_resumes_to_the_uninterrupted_result(method, kill, sst2_tokens, tmp_path):
     from rankbits.evaluate import evaluate_run
     from rankbits.train import train_run
 
-    # AdaLoRA prunes between steps 4 and 32 of 40, so the kill lands inside its schedule
-    spec = small_spec(method, budget=2, steps=STEPS, lora_dropout=0.1,
-                      methods={"adalora": {"tinit": 4, "tfinal": 8, "deltaT": 2}})
+    # AdaLoRA prunes between steps 4 and 32 of 40, so the kill lands inside its schedule; grow
+    # (epsilon too large to ever count as improvement) grows 2 -> 4 -> 6 -> 8 at steps 3, 6, 9,
+    # with new slices at half the learning rate and the old ones frozen for 2 steps after each
+    spec = small_spec(method, budget=8 if method == "grow" else 2, steps=STEPS, lora_dropout=0.1,
+                      methods={method: OPTIONS.get(method, {})})
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
     train = sst2_tokens / "tok_train.parquet"
@@ -88,6 +93,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(method, kill, sst2_tok
     assert info["timing"]["resumed_at_step"] == saved_at
 
     whole, resumed = outputs(tmp_path / "whole"), outputs(tmp_path / "resumed")
+    wi, ri = whole["train_info"], resumed["train_info"]
+    assert {k: (wi[k], ri.get(k)) for k in wi if wi[k] != ri.get(k)} == {}
     assert resumed == whole
     m1 = evaluate_run(spec, str(tmp_path / "whole"), dev, str(tmp_path / "whole-run"))
     m2 = evaluate_run(spec, str(tmp_path / "resumed"), dev, str(tmp_path / "resumed-run"))

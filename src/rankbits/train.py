@@ -16,6 +16,7 @@ is not finite (counted in train_info).
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -220,16 +221,16 @@ def _train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selec
         model.train()
         return loss
 
-    ckpt = Checkpointer(checkpoint_dir if method.resumable else None, config_hash(spec),
-                        checkpoint_every)
+    ckpt = Checkpointer(checkpoint_dir, config_hash(spec), checkpoint_every)
     resume = ckpt.load(device)
     model, base_info = base_model()
     ctx = Context(run=run, opts=opts, hp=hp,
                   dims=MODELS.get(run.model).family.target_dims(model),
                   locate=MODELS.get(run.model).family.locate, upstream_dir=upstream_dir, probe=probe,
                   val_loss=val_loss if val_batches is not None else None)
-    if resume:  # the allocation (a probe, say) was made by the attempt that saved it
-        allocation, ctx.record = resume["allocation"], resume["record"]
+    if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of
+        # its record, since setup() and the replay of a method's state write to ctx.record
+        allocation, ctx.record = resume["allocation"], copy.deepcopy(resume["record"])
     else:
         allocation = method.allocate(ctx)
     if method.own_bits:
@@ -260,13 +261,13 @@ def _train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selec
     skipped = []
     start, seen, train_seconds = 0, 0, 0.0
     if resume:
+        method.restore_state(ctx, resume["method"])  # first: grow reshapes the adapter
         named = dict(model.named_parameters())
         with torch.no_grad():
             for name, value in resume["params"].items():
                 named[name].copy_(value)
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-        method.restore_state(ctx, resume["method"])
         ranks, rank_rows, log_rows, skipped = (resume[k] for k in ("ranks", "rank_rows", "log_rows",
                                                                     "skipped"))
         start, seen, train_seconds = resume["step"], resume["seen"], resume["train_seconds"]

@@ -25,9 +25,6 @@ class Method:
     upstream: str | None = None
     # sets the base's per-layer precision itself (``adapt_base``): runs only with bits "32"
     own_bits: bool = False
-    # a killed run resumes from its last checkpoint (``checkpoint_state`` holds all the method's
-    # own state); False: it restarts from step 0
-    resumable: bool = True
 
     def options(self, user: dict, where: str) -> dict:
         from ..config import ConfigError
@@ -72,7 +69,8 @@ class Method:
         return {}
 
     def restore_state(self, ctx, state: dict) -> None:
-        """Load what ``checkpoint_state`` saved (after ``setup``)."""
+        """Load what ``checkpoint_state`` saved: after ``setup``, before the checkpoint's
+        parameters and optimizer state are loaded (so a method may reshape the model first)."""
 
     def ranks(self, model) -> dict[str, int]:
         """Current rank of every adapted module, by module name in the base model."""

@@ -17,7 +17,6 @@ class Grow(LoRA):
     name = "grow"
     label = "grow on plateau"
     rank_adaptive = True
-    resumable = False  # optimizer surgery and parameter shapes change as it grows: restarts
     defaults = {
         "r_start": None,  # None: budget // 4, at least 1
         "delta_r": None,  # None: budget // 4, at least 1
@@ -64,6 +63,22 @@ class Grow(LoRA):
                          control=SliceControl(ctx.optimizer, float(ctx.opts["new_rank_lr_mult"])),
                          generator=torch.Generator().manual_seed(ctx.run.seed))
         ctx.record.update(validation=[], growth_events=[])
+
+    def checkpoint_state(self, ctx):
+        st = ctx.state
+        return {"best": st["best"], "bad": st["bad"], "generator": st["generator"].get_state(),
+                "freeze_left": st["control"].freeze_left,
+                "growth_events": list(ctx.record["growth_events"])}
+
+    def restore_state(self, ctx, state):
+        """Grow the fresh model as the saved attempt did (so parameter shapes and the optimizer's
+        slices match the checkpoint, which is loaded next), then restore the plateau state."""
+        for event in state["growth_events"]:
+            grow_all(ctx, event["new_r"] - event["old_r"], event["step"])
+        st = ctx.state
+        st["best"], st["bad"] = state["best"], state["bad"]
+        st["generator"].set_state(state["generator"])
+        st["control"].freeze_left = state["freeze_left"]
 
     def on_optimizer_step(self, ctx, step):
         o, st = ctx.opts, ctx.state
