@@ -39,9 +39,10 @@ def cluster(tmp_path_factory):
 
 
 def slurm_args():
-    """profiles/slurm with CPU-only resources sized for this machine; squeue for job status (no
-    accounting here) and short polling so the test is quick."""
-    return ["--profile", str(REPO / "profiles" / "slurm"),
+    """profiles/slurm (as the workflow profile, in place of profiles/default) with CPU-only
+    resources sized for this machine; squeue for job status (no accounting here) and short
+    polling so the test is quick."""
+    return ["--workflow-profile", str(REPO / "profiles" / "slurm"),
             "--slurm-status-command", "squeue",
             "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "3",
             "--set-threads", "train=1", "evaluate=1", "prepare_base=1",
