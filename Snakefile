@@ -12,7 +12,6 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-
 include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"

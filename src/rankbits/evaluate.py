@@ -22,6 +22,11 @@ from .tasks import TASKS
 RUN_FILES = ("rank_pattern.json", "rank_history.csv", "train_log.csv")
 
 
+def failed_points(failures: list[dict]) -> list[dict]:
+    """What metrics.json keeps of each failed grid point's failed.json."""
+    return [{"lr": f["lr"], "step": f["step"], "error": f["error"]} for f in failures]
+
+
 def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -> dict:
     """The run directory of a run none of whose grid points trained: metrics.json with status
     "failed" and why (step and error per learning rate); no predictions, nothing to evaluate."""
@@ -30,7 +35,7 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
                      "status": "failed",
                      "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "spec": spec},
-        "failure": [{"lr": f["lr"], "step": f["step"], "error": f["error"]} for f in failures],
+        "failure": failed_points(failures),
         "meta_info": {"git_commit": git_commit(repo_root())},
     }
     with atomic_dir(out_dir) as tmp:
@@ -89,7 +94,7 @@ def _evaluate_run(spec, train_dirs, dev_path, out_dir, threads, base_dir) -> dic
         return write_failed_run(run, spec, failures, out_dir)
     infos = [read_json(f"{d}/train_info.json") for d in train_dirs]
     chosen, lr_selection = selection_record(infos)
-    lr_selection["failed"] = [{"lr": f["lr"], "step": f["step"], "error": f["error"]} for f in failures]
+    lr_selection["failed"] = failed_points(failures)
     train_dir, train_info = train_dirs[chosen], infos[chosen]
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)
