@@ -32,9 +32,10 @@ onstart:
 onsuccess:
     # a run that diverged under --keep-going is recorded, not fatal; the study still says it failed
     failed = "results/tables/failed_runs.csv"
-    if os.path.exists(failed) and len(pd.read_csv(failed)):
+    table = pd.read_csv(failed) if os.path.exists(failed) else None
+    if table is not None and len(table):
         print(f"rankbits: some runs failed; see {failed} (or the report's Tables)", file=sys.stderr)
-        print(pd.read_csv(failed).to_string(index=False), file=sys.stderr)
+        print(table.to_string(index=False), file=sys.stderr)
         sys.exit(1)
 
 

@@ -20,6 +20,14 @@ def needs_shared_data(task: str = "sst2"):
     )
 
 
+def rejects(cfg: dict, message: str) -> None:
+    """Assert that validating ``cfg`` fails with a ConfigError matching ``message`` (a regex)."""
+    from rankbits.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg, SCHEMA)
+
+
 @pytest.fixture
 def base_config() -> dict:
     with open(REPO / "config" / "config.yaml") as fh:

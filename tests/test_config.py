@@ -6,7 +6,7 @@ from rankbits.config import (
 )
 from rankbits.methods import METHODS
 
-from conftest import REPO, SCHEMA
+from conftest import REPO, SCHEMA, rejects
 
 
 def test_default_study_expands_to_its_cross_product(validated):
@@ -38,26 +38,21 @@ def test_unknown_names_fail_with_one_line_listing_valid_names(base_config, axis,
 
 def test_schema_violation_names_the_key(base_config):
     base_config["training"]["lr"] = -1
-    with pytest.raises(ConfigError, match=r"^training\.lr: -1 is less than or equal to the minimum of 0"):
-        validate_config(base_config, SCHEMA)
+    rejects(base_config, r"^training\.lr: -1 is less than or equal to the minimum of 0")
     base_config["training"]["lr"] = 1e-3
     base_config["study"]["typo_key"] = 1
-    with pytest.raises(ConfigError, match=r"^study: .*'typo_key'"):
-        validate_config(base_config, SCHEMA)
+    rejects(base_config, r"^study: .*'typo_key'")
     del base_config["study"]["typo_key"]
     base_config["training"]["batch_size"] = "sixteen"  # a wrong type
-    with pytest.raises(ConfigError, match=r"^training\.batch_size: 'sixteen' is not of type 'integer'"):
-        validate_config(base_config, SCHEMA)
+    rejects(base_config, r"^training\.batch_size: 'sixteen' is not of type 'integer'")
     base_config["training"]["batch_size"] = 16
     base_config["training"]["on_nan"] = "ignore"  # not an allowed value: they are listed
-    with pytest.raises(ConfigError, match=r"^training\.on_nan: 'ignore' is not one of \['stop', 'skip_batch'\]"):
-        validate_config(base_config, SCHEMA)
+    rejects(base_config, r"^training\.on_nan: 'ignore' is not one of \['stop', 'skip_batch'\]")
 
 
 def test_unknown_method_option_is_rejected_with_valid_options(base_config):
     base_config["methods"]["adalora"]["tinti"] = 0.1
-    with pytest.raises(ConfigError, match=r"methods\.adalora.*tinti.*valid options: .*tinit"):
-        validate_config(base_config, SCHEMA)
+    rejects(base_config, r"methods\.adalora.*tinti.*valid options: .*tinit")
 
 
 def test_schema_fills_training_defaults(base_config):

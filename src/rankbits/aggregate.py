@@ -16,12 +16,12 @@ KEYS = ["task", "model", "method", "budget", "bits"]
 MiB = 2**20
 
 
-def run_records(run_dirs: list[str], status: str = "success"):
+def run_records(run_dirs: list[str], status: str | None = "success"):
     """(run dir, its metrics.json, its identity: task, model, method, budget, bits, seed) of the
-    runs with ``status`` ("success"; "failed": diverged, recorded under --keep-going)."""
+    runs with ``status`` ("success"; "failed": diverged, recorded under --keep-going; None: any)."""
     for d in run_dirs:
         m = read_json(Path(d) / "metrics.json")
-        if m["run_info"].get("status", "success") == status:
+        if status is None or m["run_info"].get("status", "success") == status:
             yield d, m, {k: m["run_info"][k] for k in (*KEYS, "seed")}
 
 
@@ -33,10 +33,9 @@ def failed_runs(run_dirs: list[str]) -> pd.DataFrame:
     """One row per failed grid point: the run, its learning rate, the step and the error. A run
     with a failed point but another that trained appears too (it was chosen among the rest)."""
     rows = []
-    for status in ("failed", "success"):
-        for _, m, ident in run_records(run_dirs, status):
-            points = m.get("failure") or (m["train_info"].get("lr_selection") or {}).get("failed", [])
-            rows += [{**ident, "run_status": status, **p} for p in points]
+    for _, m, ident in run_records(run_dirs, None):
+        points = m.get("failure") or (m["train_info"].get("lr_selection") or {}).get("failed", [])
+        rows += [{**ident, "run_status": m["run_info"]["status"], **p} for p in points]
     cols = [*KEYS, "seed", "run_status", "lr", "step", "error"]
     return pd.DataFrame(rows, columns=cols).sort_values(cols[:7], kind="stable", ignore_index=True)
 

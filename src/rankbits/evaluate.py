@@ -15,7 +15,7 @@ from .config import Run
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_tokenizer
-from .runtime import git_commit, oom_advice, peak_memory, pick_device, repo_root
+from .runtime import advises_on_oom, git_commit, peak_memory, pick_device, repo_root
 from .selection import selection_record
 from .tasks import TASKS
 
@@ -68,17 +68,12 @@ def score(model, batches: Batches, device, task=None) -> tuple[pd.DataFrame, dic
     return pred, values, loss
 
 
+@advises_on_oom("evaluating")
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
                  base_dir: str | None = None) -> dict:
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
     selection-split scores, score the chosen adapter on dev (the test split) and write the run
     directory (complete or absent). Only the chosen point is ever evaluated on dev."""
-    with oom_advice(f"evaluating {Run(**spec['run']).path}", spec["training"],
-                    spec["task_options"]["max_length"]):
-        return _evaluate_run(spec, train_dirs, dev_path, out_dir, threads, base_dir)
-
-
-def _evaluate_run(spec, train_dirs, dev_path, out_dir, threads, base_dir) -> dict:
     from peft import PeftModel
 
     run = Run(**spec["run"])
@@ -88,8 +83,9 @@ def _evaluate_run(spec, train_dirs, dev_path, out_dir, threads, base_dir) -> dic
     # one trained point per learning rate of the run's grid: choose on the selection split among
     # the points that trained (a diverged point, recorded under --keep-going, is listed as failed)
     train_dirs = [train_dirs] if isinstance(train_dirs, str) else list(train_dirs)
-    failures = [read_json(f"{d}/failed.json") for d in train_dirs if Path(d, "failed.json").exists()]
-    train_dirs = [d for d in train_dirs if not Path(d, "failed.json").exists()]
+    failed = [d for d in train_dirs if Path(d, "failed.json").exists()]
+    failures = [read_json(f"{d}/failed.json") for d in failed]
+    train_dirs = [d for d in train_dirs if d not in failed]
     if not train_dirs:
         return write_failed_run(run, spec, failures, out_dir)
     infos = [read_json(f"{d}/train_info.json") for d in train_dirs]

@@ -58,6 +58,14 @@ def save(fig, path: str) -> None:
     plt.close(fig)
 
 
+def message_figure(text: str, out: str, figsize: tuple[float, float]) -> None:
+    """A figure that only says why there is nothing to plot (the rule's output still exists)."""
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=8)
+    save(fig, out)
+
+
 def final_ranks(run_dir: str | Path, metrics: dict) -> dict[str, float]:
     """Final rank per target module; modules an allocation left out count as rank 0."""
     ranks = read_json(Path(run_dir) / "rank_pattern.json")
@@ -89,12 +97,8 @@ def rank_heatmap(run_dir: str, out: str) -> None:
     m = read_json(Path(run_dir) / "metrics.json")
     ri = m["run_info"]
     if ri["status"] != "success":  # a failed run (see failed_runs): say so where its map would be
-        fig, ax = plt.subplots(figsize=(6, 1.6))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{ri['run_path']}: training failed\n" + m["failure"][0]["error"][:160],
-                ha="center", va="center", wrap=True, fontsize=8)
-        save(fig, out)
-        return
+        return message_figure(f"{ri['run_path']}: training failed\n" + m["failure"][0]["error"][:160],
+                              out, (6, 1.6))
     ti = m["train_info"]
     layers, kinds, mat = heatmap_matrix(final_ranks(run_dir, m), ri["model"])
     vmax = max(ti["method_options"].get("init_r") or ri["budget"], np.nanmax(mat))
@@ -226,12 +230,8 @@ def lr_sensitivity(curves: pd.DataFrame, out: str) -> None:
     a panel per (task, budget); the chosen points are ringed."""
     curves = curves.dropna(subset=["value"]) if len(curves) else curves
     if not len(curves):
-        fig, ax = plt.subplots(figsize=(5, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no learning-rate grid scored on a selection split\n"
-                "(set training.lr_grid and tasks.<task>.selection_samples)", ha="center", va="center")
-        save(fig, out)
-        return
+        return message_figure("no learning-rate grid scored on a selection split\n"
+                              "(set training.lr_grid and tasks.<task>.selection_samples)", out, (5, 2))
     panels = list(dict.fromkeys(zip(curves["task"], curves["budget"])))
     fig, axes = _facets(len(panels), width=4.6, height=3.6)
     for ax, (task, budget) in zip(axes, panels):

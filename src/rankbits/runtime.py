@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import os
 import platform
@@ -48,6 +49,20 @@ def oom_advice(what: str, hp: dict, max_length: int | None = None):
             f"(now {max_length}), or use a lower bit-width (study.bits: \"4\"); on a cluster, ask "
             f"for a larger GPU (profiles/slurm: gpu_model). Original error: {str(exc).splitlines()[0]}"
         ) from exc
+
+
+def advises_on_oom(doing: str):
+    """Decorate ``f(spec, ...)`` (a training or evaluation of one run) with ``oom_advice``."""
+    def wrap(f):
+        @functools.wraps(f)
+        def inner(spec: dict, *args, **kwargs):
+            from .config import Run
+
+            with oom_advice(f"{doing} {Run(**spec['run']).path}", spec["training"],
+                            spec["task_options"]["max_length"]):
+                return f(spec, *args, **kwargs)
+        return inner
+    return wrap
 
 
 def gpus_available() -> bool:

@@ -37,7 +37,7 @@ from .footprint import footprint
 from .methods import METHODS, module_dims
 from .modeling import attach_adapter, load_base, load_tokenizer
 from .models import MODELS
-from .runtime import device_info, oom_advice, peak_memory, pick_device, reset_peak, versions
+from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -144,6 +144,7 @@ def score_selection(model, path: str | None, run: Run, hp: dict, pad_id: int, de
             "loss": loss, "n": len(df)}
 
 
+@advises_on_oom("training")
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
               base_dir: str | None = None, upstream_dir: str | None = None,
               selection_path: str | None = None, checkpoint_dir: str | None = None,
@@ -155,14 +156,6 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     ``checkpoint_dir``: where the run's checkpoint lives (see ``rankbits.checkpoint``); a run
     finding one there for its configuration resumes from it, and removes it when done; one is
     saved every ``checkpoint_every`` optimizer steps (0: only on SIGTERM / SIGUSR1)."""
-    with oom_advice(f"training {Run(**spec['run']).path}", spec["training"],
-                    spec["task_options"]["max_length"]):
-        return _train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
-                          checkpoint_dir, checkpoint_every)
-
-
-def _train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
-               checkpoint_dir, checkpoint_every) -> dict:
     import transformers
     run = Run(**spec["run"])
     hp, method = spec["training"], METHODS.get(run.method)
