@@ -12,7 +12,7 @@ def fake_run(root, task, method, budget, seed, acc, bits="32"):
     d.mkdir(parents=True)
     metrics = {
         "run_info": {"task": task, "model": "minilm", "method": method, "budget": budget,
-                     "bits": bits, "seed": seed},
+                     "bits": bits, "seed": seed, "status": "success"},
         "train_info": {"trainable_params": 1000 * budget, "effective_adapter_params": 900 * budget,
                        "total_rank": 36 * budget, "target_total_rank": 36 * budget,
                        "adapter_bytes": 4000 * budget, "base_bytes": 90_000_000,

@@ -21,7 +21,7 @@ def run_records(run_dirs: list[str], status: str | None = "success"):
     runs with ``status`` ("success"; "failed": diverged, recorded under --keep-going; None: any)."""
     for d in run_dirs:
         m = read_json(Path(d) / "metrics.json")
-        if status is None or m["run_info"].get("status", "success") == status:
+        if status is None or m["run_info"]["status"] == status:
             yield d, m, {k: m["run_info"][k] for k in (*KEYS, "seed")}
 
 
