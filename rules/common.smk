@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from rankbits.config import (
     ConfigError,
@@ -17,7 +18,6 @@ from rankbits.config import (
 )
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
-from rankbits.runtime import gpus_available
 from rankbits.workflow import KEEP_GOING
 
 
@@ -38,7 +38,7 @@ ENV = f"../envs/{config['conda_env']}.yaml"
 
 # GPUs a training/evaluation job holds: 1 on CUDA (profiles/default caps the sum at the
 # machine's GPUs, so two runs never share one), 0 on CPU or MPS
-GPUS = int(gpus_available() if config["device"] == "auto" else config["device"].startswith("cuda"))
+GPUS = int(torch.cuda.is_available() if config["device"] == "auto" else config["device"].startswith("cuda"))
 
 
 wildcard_constraints:

@@ -65,10 +65,6 @@ def advises_on_oom(doing: str):
     return wrap
 
 
-def gpus_available() -> bool:
-    return torch.cuda.is_available()
-
-
 def versions() -> dict[str, str | None]:
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
