@@ -22,8 +22,11 @@ import transformers
 
 from rankbits.methods import METHODS
 from rankbits.modeling import attach_adapter, load_base
+from rankbits.problems import problem
 from rankbits.runtime import pick_device, versions
 from rankbits.train import optimizer_step
+
+PROBLEM = problem("sst2", "minilm")
 
 HP = {"lora_alpha": 16, "lora_dropout": 0.0}
 
@@ -35,7 +38,7 @@ def arm(method: str, rank: int, budget: int, total: int, device):
     opts = m.options({"init_r": rank, "tinit": 0, "tfinal": 1, "deltaT": 10}
                      if method == "adalora" else {}, "bench")
     opts = m.prepare(budget if method == "adalora" else rank, opts, total, "bench")
-    model = attach_adapter(model, "minilm", m, budget if method == "adalora" else rank, opts, HP, total)
+    model = attach_adapter(model, "minilm", "sst2", m, budget if method == "adalora" else rank, opts, HP, total)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -49,7 +52,7 @@ def arm(method: str, rank: int, budget: int, total: int, device):
 def run_steps(a, batch, n, device):
     for _ in range(n):
         t = time.perf_counter()
-        optimizer_step(a["model"], batch, a["params"], a["opt"], a["sched"], a["hook"], a["step"], 1.0)
+        optimizer_step(a["model"], batch, a["params"], a["opt"], a["sched"], a["hook"], a["step"], 1.0, PROBLEM)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         a["times"].append(time.perf_counter() - t)

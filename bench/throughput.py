@@ -25,8 +25,11 @@ from rankbits.batching import Batches
 from rankbits.data import prepare_task, tokenize_split
 from rankbits.methods import METHODS
 from rankbits.modeling import attach_adapter, load_base, load_tokenizer
+from rankbits.problems import problem
 from rankbits.runtime import pick_device, versions
 from rankbits.train import batch_stream, optimizer_step
+
+PROBLEM = problem("sst2", "minilm")
 
 HP = {"lora_alpha": "2r", "lora_dropout": 0.0}
 MAX_LENGTH = 64
@@ -35,7 +38,7 @@ MAX_LENGTH = 64
 def model_and_opt(device, steps):
     transformers.set_seed(0)
     model, _ = load_base("minilm", "32", "sst2", {}, device)
-    model = attach_adapter(model, "minilm", METHODS.get("lora"), 8, {}, HP, steps)
+    model = attach_adapter(model, "minilm", "sst2", METHODS.get("lora"), 8, {}, HP, steps)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     sched = transformers.get_linear_schedule_with_warmup(opt, 0, steps)
@@ -77,7 +80,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepare_task("sst2", args.data_root, {"max_train_samples": args.samples}, tmp)
         tok = load_tokenizer("minilm", {})
-        tokenize_split(f"{tmp}/train.parquet", f"{tmp}/tok.parquet", tok, MAX_LENGTH)
+        tokenize_split(f"{tmp}/train.parquet", f"{tmp}/tok.parquet", tok, {"max_length": MAX_LENGTH}, "sst2",
+                       "encoder", "train")
         df = pd.read_parquet(f"{tmp}/tok.parquet")
     total = 2 * args.rounds * args.steps + 10
     ours, plain = model_and_opt(device, total), model_and_opt(device, total)
@@ -91,7 +95,7 @@ def main() -> None:
         t = time.perf_counter()
         for s in range(n):
             batch = {k: v.to(device) for k, v in next(ours_stream).items()}
-            pending.append(optimizer_step(model, batch, params, opt, sched, None, s, 1.0)[1])
+            pending.append(optimizer_step(model, batch, params, opt, sched, None, s, 1.0, PROBLEM)[1])
             if len(pending) >= 10:
                 torch.stack(pending).tolist()
                 pending.clear()

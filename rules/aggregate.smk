@@ -73,9 +73,9 @@ rule aggregate:
         + multiext("results/tables/replication", ".md", ".tex")
         + ["results/tables/runs.csv", "results/tables/failed_runs.md"],
     params:
-        methods=config["study"]["methods"],
-        budgets=config["study"]["budgets"],
-        bits=[str(b) for b in config["study"]["bits"]],
+        methods=study_values(config, "methods"),
+        budgets=study_values(config, "budgets"),
+        bits=study_values(config, "bits"),
     log:
         "logs/aggregate.log",
     conda:

@@ -12,6 +12,7 @@ from rankbits.config import (
     lr_tag,
     point_spec,
     run_spec,
+    study_values,
     task_options,
     upstream_run,
     validate_config,
@@ -88,7 +89,10 @@ def rank_heatmaps():
 
 
 def calibration_input(wildcards):
-    task = config["quantization"]["calibration_task"] or config["study"]["tasks"][0]
+    """Training inputs of the configured calibration task, else of the first task run on the model."""
+    task = config["quantization"]["calibration_task"] or next(
+        run.task for run in RUNS if run.model == wildcards.model
+    )
     return f"results/tokenized/{task}/{wildcards.model}/train.parquet"
 
 

@@ -28,7 +28,7 @@ rule tokenize:
     output:
         "results/tokenized/{task}/{model}/{split}.parquet",
     params:
-        max_length=lambda w: task_options(config, w.task)["max_length"],
+        options=lambda w: task_options(config, w.task),
         model_options=lambda w: config["models"].get(w.model, {}),
     log:
         "logs/tokenize/{task}/{model}/{split}.log",

@@ -54,7 +54,8 @@ def sst2_tokens(tmp_path_factory):
     prepare_task("sst2", str(SHARED_DATA), {"max_train_samples": 96, "max_eval_samples": 64}, str(d))
     tok = load_tokenizer("minilm", {})
     for split in ("train", "dev"):
-        tokenize_split(str(d / f"{split}.parquet"), str(d / f"tok_{split}.parquet"), tok, 64)
+        tokenize_split(str(d / f"{split}.parquet"), str(d / f"tok_{split}.parquet"), tok,
+                       {"max_length": 64}, "sst2", "encoder", split)
     return d
 
 

@@ -1,6 +1,8 @@
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +20,7 @@ def fake_run(root, task, method, budget, seed, acc, bits="32"):
                        "adapter_bytes": 4000 * budget, "base_bytes": 90_000_000,
                        "peak_rss_bytes": 2**30, "cuda_max_allocated_bytes": None,
                        "cuda_max_reserved_bytes": None, "train_seconds": 10.0, "steps": 100},
-        "eval_info": {"metrics": {"accuracy": acc}, "primary_metric": "accuracy",
+        "eval_info": {"metrics": {"accuracy": acc}, "primary_metric": "accuracy", "higher_is_better": True,
                       "primary_value": acc, "eval_seconds": 1.0},
     }
     (d / "metrics.json").write_text(json.dumps(metrics))
@@ -129,3 +131,24 @@ def test_published_file_errors_name_the_entry(tmp_path):
     p.write_text("- {source: X, table: T, model: m, task: sst2, method: lora, budget: 2, bits: '32', metric: accuracy}\n")
     with pytest.raises(ValueError, match=r"pub.yaml: entry 0 \(X\) lacks \['value'\]"):
         load_published(p)
+
+
+@pytest.mark.parametrize("task, metric", [("wikitext2", "perplexity"), ("cnn_dailymail", "rougeL")])
+def test_one_seed_comparison_of_token_tasks_bootstraps_their_own_metric(tmp_path, task, metric):
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(50, 100, 200)
+    worse, better = tokens * 5.0, tokens * 4.0  # summed NLL: per-token 5 vs 4
+    rouge_a, rouge_b = rng.uniform(0.1, 0.2, 200), rng.uniform(0.3, 0.4, 200)
+    dirs = []
+    for method, nll, rl in (("lora", worse, rouge_a), ("adalora", better, rouge_b)):
+        d = Path(fake_run(tmp_path, task, method, 8, 0, 0.0))
+        m = json.loads((d / "metrics.json").read_text())
+        m["eval_info"].update(primary_metric=metric, higher_is_better=metric != "perplexity")
+        (d / "metrics.json").write_text(json.dumps(m))
+        pd.DataFrame({"idx": range(200), "row": range(200), "nll": nll, "tokens": tokens,
+                      "rougeL": rl}).to_parquet(d / "predictions.parquet")
+        dirs.append(str(d))
+    comp = agg.comparisons(agg.load_runs(dirs))
+    row = comp.iloc[0]
+    expected = math.exp(4) - math.exp(5) if metric == "perplexity" else rouge_b.mean() - rouge_a.mean()
+    assert row["diff"] == pytest.approx(expected) and row["significant"]

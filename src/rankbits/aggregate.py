@@ -49,6 +49,7 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
         row.update({f"metric.{k}": v for k, v in ei["metrics"].items()})
         row.update({
             "primary_metric": ei["primary_metric"], "primary_value": ei["primary_value"],
+            "higher_is_better": ei["higher_is_better"],
             # at the end of training: a run whose rank grows ends with more than it started with
             "trainable_params": ti.get("trainable_params_final", ti["trainable_params"]),
             "effective_adapter_params": ti["effective_adapter_params"],
@@ -89,6 +90,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     out.columns = [f"{c}_{stat}" for c, stat in out.columns]
     out["n"] = g.size()
     out["primary_metric"] = g["primary_metric"].first()
+    out["higher_is_better"] = g["higher_is_better"].first()
     out["seeds"] = g["seed"].apply(lambda s: ",".join(map(str, sorted(s))))
     ci = g["primary_value"].apply(lambda v: mean_ci(v.to_numpy()))
     out["primary_ci_low"] = [c[1] for c in ci]
@@ -124,9 +126,7 @@ def comparisons(runs: pd.DataFrame, baseline: str = "lora", alpha: float = 0.05,
                         for df in (other, base))
                 if not a["idx"].equals(b["idx"]):
                     raise ValueError(f"{task}: predictions of {method} and {baseline} cover different examples")
-                metric = row["metric"]
-                score = lambda y, p: TASKS.get(task).metrics(list(y), list(p))[metric]  # noqa: E731
-                r = paired_bootstrap(a["label"], a["pred"], b["pred"], score, n_boot=n_boot)
+                r = paired_bootstrap(*per_example(task, row["metric"], a, b), n_boot=n_boot)
                 row.update(diff=r["diff"], ci_low=r["ci_low"], ci_high=r["ci_high"], p=r["p"],
                            t_test_p=np.nan, test=f"one seed: paired bootstrap over {r['n_examples']} examples")
             row["significant"] = bool(row["p"] < alpha)
@@ -134,6 +134,18 @@ def comparisons(runs: pd.DataFrame, baseline: str = "lora", alpha: float = 0.05,
     cols = ["task", "model", "budget", "bits", "method", "baseline", "metric", "seeds", "diff", "ci_low",
             "ci_high", "p", "t_test_p", "significant", "test"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def per_example(task: str, metric: str, a: pd.DataFrame, b: pd.DataFrame) -> tuple:
+    """(labels, a's per-example values, b's, metric of a resample) for the paired bootstrap, from
+    two runs' predictions.parquet: classes for label metrics; summed NLL over scored tokens for
+    perplexity; per-example ROUGE for generated text."""
+    scoring = TASKS.get(task).scoring()
+    if scoring == "labels":
+        return a["label"], a["pred"], b["pred"], lambda y, p: TASKS.get(task).metrics(list(y), list(p))[metric]
+    if metric == "perplexity":
+        return a["tokens"], a["nll"], b["nll"], lambda y, p: float(np.exp(p.sum() / max(y.sum(), 1)))
+    return np.zeros(len(a)), a[metric], b[metric], lambda y, p: float(np.mean(p))
 
 
 def display_comparisons(comp: pd.DataFrame) -> pd.DataFrame:

@@ -27,10 +27,19 @@ def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.RandomState
 
 
 class Batches:
+    """Rows of a tokenised split (``rankbits.problems.tokenize``): ``label`` is a class per row
+    (``classes``) or a list of token labels, padded with -100 to the batch's longest."""
+
     def __init__(self, df: pd.DataFrame, batch_size: int, pad_id: int, group_by_length: bool = True):
+        self.frame = df
         self.ids = df["input_ids"].tolist()
         self.types = df["token_type_ids"].tolist() if "token_type_ids" in df else None
-        self.labels = torch.as_tensor(df["label"].to_numpy(copy=True), dtype=torch.long)
+        self.classes = df["label"].dtype.kind in "iu"
+        if self.classes:
+            self.labels = torch.as_tensor(df["label"].to_numpy(copy=True), dtype=torch.long)
+        else:
+            self.labels = None
+            self.token_labels = df["label"].tolist()
         self.lengths = np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
         self.batch_size, self.pad_id, self.group = batch_size, pad_id, group_by_length
 
@@ -54,7 +63,14 @@ class Batches:
             mask[j, :n] = 1
             if types is not None:
                 types[j, :n] = torch.from_numpy(np.array(self.types[r]))
-        out = {"input_ids": ids, "attention_mask": mask, "labels": self.labels[torch.as_tensor(rows)]}
+        if self.classes:
+            labels = self.labels[torch.as_tensor(rows)]
+        else:
+            lab = [self.token_labels[r] for r in rows]
+            labels = torch.full((len(rows), max(len(x) for x in lab)), -100, dtype=torch.long)
+            for j, x in enumerate(lab):
+                labels[j, :len(x)] = torch.from_numpy(np.array(x, dtype=np.int64))
+        out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if types is not None:
             out["token_type_ids"] = types
         return out

@@ -21,6 +21,7 @@ import yaml
 from .bits import BITS
 from .methods import METHODS
 from .models import MODELS
+from .problems import IncompatibleError, problem
 from .registry import UnknownNameError
 from .tasks import TASKS
 
@@ -71,31 +72,21 @@ def load_config(path: str | Path, schema: str | Path) -> dict:
     return validate_config(cfg, schema)
 
 
+def grids(cfg: dict) -> list[tuple[str, dict]]:
+    """(config key, grid) for each cross product the study is made of: ``study`` is one grid or
+    a list of grids."""
+    s = cfg["study"]
+    return [("study", s)] if isinstance(s, dict) else [(f"study[{i}]", g) for i, g in enumerate(s)]
+
+
+def study_values(cfg: dict, axis: str) -> list:
+    """The values of one axis (tasks, models, ...) over every grid, first appearance first."""
+    return list(dict.fromkeys(str(v) if axis == "bits" else v for _, g in grids(cfg) for v in g[axis]))
+
+
 def check_names(cfg: dict) -> None:
-    registries = {"tasks": TASKS, "models": MODELS, "methods": METHODS, "bits": BITS}
-    named = [(f"study.{key}", key, name) for key in registries for name in cfg["study"][key]]
-    # option sections keyed by name (tasks:, models:, methods:) must name registered entries too
-    named += [(f"{key}.{name}", key, name) for key in ("tasks", "models", "methods")
-              for name in cfg.get(key, {})]
-    for where, key, name in named:
-        try:
-            registries[key].get(str(name))
-        except UnknownNameError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    for method in cfg["study"]["methods"]:
-        METHODS.get(method).options(cfg.get("methods", {}).get(method, {}), where=f"methods.{method}")
-        if METHODS.get(method).own_bits and [str(b) for b in cfg["study"]["bits"]] != ["32"]:
-            raise ConfigError(f"study.bits: method {method!r} sets per-layer precision itself from the "
-                              f"fp32 base; run it in a study whose bits are [\"32\"] only")
-    for task in cfg["study"]["tasks"]:
-        for method in cfg["study"]["methods"]:
-            for model in cfg["study"]["models"]:
-                grid = resolve_training(cfg, task, method, model).get("lr_grid") or []
-                if len(grid) > 1 and not task_options(cfg, task)["selection_samples"]:
-                    raise ConfigError(
-                        f"tasks.{task}.selection_samples: {method} on {task} has an lr_grid of "
-                        f"{len(grid)} points, which needs a selection split to choose on (the test "
-                        f"split is never used for choices); set selection_samples, e.g. 500")
+    for where, grid in grids(cfg):
+        check_grid(cfg, where, grid)
     for i, ov in enumerate(cfg.get("overrides", [])):
         for key, registry in (("task", TASKS), ("method", METHODS), ("model", MODELS)):
             if key in ov:
@@ -105,18 +96,53 @@ def check_names(cfg: dict) -> None:
                     raise ConfigError(f"overrides[{i}].{key}: {exc}") from None
 
 
+def check_grid(cfg: dict, study: str, grid: dict) -> None:
+    registries = {"tasks": TASKS, "models": MODELS, "methods": METHODS, "bits": BITS}
+    named = [(f"{study}.{key}", key, name) for key in registries for name in grid[key]]
+    # option sections keyed by name (tasks:, models:, methods:) must name registered entries too
+    named += [(f"{key}.{name}", key, name) for key in ("tasks", "models", "methods")
+              for name in cfg.get(key, {})]
+    for where, key, name in named:
+        try:
+            registries[key].get(str(name))
+        except UnknownNameError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    for task, model in itertools.product(grid["tasks"], grid["models"]):
+        try:
+            problem(task, model)
+        except IncompatibleError as exc:
+            raise ConfigError(f"{study}: {exc}") from None
+    for method in grid["methods"]:
+        METHODS.get(method).options(cfg.get("methods", {}).get(method, {}), where=f"methods.{method}")
+        if METHODS.get(method).own_bits and [str(b) for b in grid["bits"]] != ["32"]:
+            raise ConfigError(f"{study}.bits: method {method!r} sets per-layer precision itself from "
+                              f"the fp32 base; run it in a grid whose bits are [\"32\"] only")
+    for task in grid["tasks"]:
+        for method in grid["methods"]:
+            for model in grid["models"]:
+                lrs = resolve_training(cfg, task, method, model).get("lr_grid") or []
+                if len(lrs) > 1 and not task_options(cfg, task)["selection_samples"]:
+                    raise ConfigError(
+                        f"tasks.{task}.selection_samples: {method} on {task} has an lr_grid of "
+                        f"{len(lrs)} points, which needs a selection split to choose on (the test "
+                        f"split is never used for choices); set selection_samples, e.g. 500")
+
+
 def expand_runs(cfg: dict) -> list[Run]:
-    """Every run of the study: the cross product of its axes, in a stable order."""
-    s = cfg["study"]
-    runs = [
-        Run(t, m, meth, int(b), str(bits), int(seed))
-        for t, m, meth, b, bits, seed in itertools.product(
-            s["tasks"], s["models"], s["methods"], s["budgets"], s["bits"], s["seeds"]
-        )
-    ]
-    if len(set(runs)) != len(runs):
-        raise ConfigError("study: an axis lists the same value twice")
-    return runs
+    """Every run of the study: the cross product of each grid's axes, in a stable order; a run
+    that two grids share is run once."""
+    runs = []
+    for where, s in grids(cfg):
+        grid = [
+            Run(t, m, meth, int(b), str(bits), int(seed))
+            for t, m, meth, b, bits, seed in itertools.product(
+                s["tasks"], s["models"], s["methods"], s["budgets"], s["bits"], s["seeds"]
+            )
+        ]
+        if len(set(grid)) != len(grid):
+            raise ConfigError(f"{where}: an axis lists the same value twice")
+        runs += grid
+    return list(dict.fromkeys(runs))
 
 
 def upstream_run(run: Run | dict) -> Run | None:
@@ -152,10 +178,21 @@ def run_spec(cfg: dict, run: Run) -> dict:
     }
 
 
+TASK_DEFAULTS = {"max_train_samples": None, "max_eval_samples": None, "max_length": 128,
+                 "subset_seed": 0, "selection_samples": 0, "files": {}, "dev_samples": None}
+# options only tasks of a problem type have (the others' specs stay as they were)
+TYPE_DEFAULTS = {"causal_lm": {"eval_stride": None},
+                 "seq2seq": {"max_target_length": 128, "generation": {"max_new_tokens": 64, "num_beams": 1}}}
+
+
 def task_options(cfg: dict, task: str) -> dict:
+    """A task's options: rankbits' defaults < the task's registry defaults < tasks.<task>."""
+    t = TASKS.get(task)
     opts = {k: v for k, v in cfg.get("tasks", {}).get(task, {}).items() if k != "training"}
-    return {"max_train_samples": None, "max_eval_samples": None, "max_length": 128,
-            "subset_seed": 0, "selection_samples": 0, **opts}
+    out = {**TASK_DEFAULTS, **TYPE_DEFAULTS.get(t.problem_type, {}), **t.defaults, **opts}
+    if "generation" in opts and "generation" in t.defaults:
+        out["generation"] = {**t.defaults["generation"], **opts["generation"]}
+    return out
 
 
 def lr_grid(spec: dict) -> list[float]:

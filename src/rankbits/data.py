@@ -31,16 +31,26 @@ def local_dir(task: Task, data_root: str | None) -> Path | None:
     return Path(data_root).expanduser() / task.name
 
 
-def load_split(task: Task, split: str, data_root: str | None) -> tuple[pd.DataFrame, str]:
+def local_files(task: Task, options: dict) -> dict[str, str]:
+    """File name per split under data_root/<task>/: the registry's, then tasks.<task>.files."""
+    return {**task.local_files, **(options.get("files") or {})}
+
+
+def load_split(task: Task, split: str, data_root: str | None, options: dict | None = None
+               ) -> tuple[pd.DataFrame, str]:
     """One split as a normalised frame, and a line saying where it came from."""
     folder = local_dir(task, data_root)
+    files = local_files(task, options or {})
+    if split not in files:
+        raise DataError(f"task {task.name!r} has no {split} file; set tasks.{task.name}.files.{split} "
+                        f"or tasks.{task.name}.dev_samples (rows of train held out as the test split)")
     if folder is not None and folder.is_dir():
-        path = folder / task.local_files[split]
+        path = folder / files[split]
         return task.read_local(path), f"local:{path.resolve()}"
     ok, why = hub_reachable()
     if not ok:
         where = folder if folder is not None else Path("<data_root>") / task.name
-        files = ", ".join(task.local_files[s] for s in task.splits)
+        files = ", ".join(files.values())
         raise DataError(
             f"task {task.name!r}: no local copy and the Hugging Face Hub is not reachable ({why}). "
             f"Put {files} in {where}/ (set data_root in the config) — see README 'Data'."
@@ -69,9 +79,18 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
     ``max_train_samples``."""
     task = TASKS.get(task_name)
     seed = options.get("subset_seed", 0)
-    manifest = {"task": task.name, "splits": {}}
-    train, train_source = load_split(task, "train", data_root)
-    dev, dev_source = load_split(task, "dev", data_root)
+    manifest = {"task": task.name, "problem_type": task.problem_type, "splits": {}}
+    train, train_source = load_split(task, "train", data_root, options)
+    n_dev_held = options.get("dev_samples")
+    if n_dev_held:  # no separate test file: hold rows of train out as the test split
+        if n_dev_held >= len(train):
+            raise DataError(f"tasks.{task.name}.dev_samples: {n_dev_held} is not below the "
+                            f"{len(train)} training rows of {train_source}")
+        dev = train.sample(n=n_dev_held, random_state=seed + 2).sort_index()
+        train = train.drop(dev.index).reset_index(drop=True)
+        dev, dev_source = dev.reset_index(drop=True), f"{train_source} ({n_dev_held} rows held out of train)"
+    else:
+        dev, dev_source = load_split(task, "dev", data_root, options)
     n_train, n_dev = len(train), len(dev)
     dev = subset(dev, options.get("max_eval_samples"), seed)
     n_sel = int(options.get("selection_samples") or 0)
@@ -80,7 +99,7 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
                         f"{n_train} training rows")
     selection = train.sample(n=n_sel, random_state=seed + 1) if n_sel else train.iloc[:0]
     train = train.drop(selection.index)
-    held = set(text_keys(dev)) | set(text_keys(selection))
+    held = (set(text_keys(dev)) | set(text_keys(selection))) - {""}
     keep = ~text_keys(train).isin(held)
     dropped = int((~keep).sum())
     train = subset(train[keep].reset_index(drop=True), options.get("max_train_samples"), seed)
@@ -99,22 +118,18 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
 def text_keys(df: pd.DataFrame) -> pd.Series:
     """One string per row naming its input text(s), for overlap checks between splits."""
     pair = df["text_pair"].fillna("") if "text_pair" in df else ""
-    return df["text"].astype(str).str.strip() + "\t" + pair
+    key = df["text"].astype(str).str.strip() + "\t" + pair
+    return key.where(key.str.strip() != "", "")
 
 
-def tokenize_split(src: str, dst: str, tokenizer, max_length: int) -> None:
-    """Token ids (no padding: batches are padded dynamically) beside idx and label."""
+def tokenize_split(src: str, dst: str, tokenizer, options: dict, task_name: str, architecture: str,
+                   split: str) -> None:
+    """The split as model inputs: ``input_ids`` (no padding: batches are padded dynamically),
+    ``labels`` (a class per row, or token labels with -100 where no loss is taken) and, for
+    generation, ``prompt_ids`` and the ``reference`` text. See ``rankbits.problems``."""
+    from .problems import tokenize
+
     df = pd.read_parquet(src)
-    if df.empty:  # e.g. no selection split configured
-        out = pd.DataFrame({"idx": pd.Series(dtype="int64"), "label": pd.Series(dtype="int64"),
-                            "input_ids": pd.Series(dtype=object)})
-        with atomic_file(dst) as tmp:
-            out.to_parquet(tmp, index=False)
-        return
-    pairs = df["text_pair"].tolist() if df["text_pair"].notna().any() else None
-    enc = tokenizer(df["text"].tolist(), pairs, truncation=True, max_length=max_length)
-    out = pd.DataFrame({"idx": df["idx"], "label": df["label"], "input_ids": enc["input_ids"]})
-    if "token_type_ids" in enc:
-        out["token_type_ids"] = enc["token_type_ids"]
+    out = tokenize(df, tokenizer, options, TASKS.get(task_name), architecture, split)
     with atomic_file(dst) as tmp:
         out.to_parquet(tmp, index=False)

@@ -5,16 +5,15 @@ import time
 from pathlib import Path
 from datetime import datetime, timezone
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .batching import Batches
 from .config import Run
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_tokenizer
+from .problems import generator, problem, score
 from .runtime import advises_on_oom, git_commit, peak_memory, pick_device, repo_root
 from .selection import selection_record
 from .tasks import TASKS
@@ -43,31 +42,6 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
     return metrics
 
 
-@torch.inference_mode()
-def predict(model, batches: Batches, device) -> pd.DataFrame:
-    rows, logits = [], []
-    for idx, batch in batches.epoch(None):
-        batch.pop("labels")
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        rows.append(idx)
-        logits.append(out.logits.float().cpu())
-    lg = torch.cat(logits)
-    result = pd.DataFrame({"row": np.concatenate(rows), "pred": lg.argmax(-1).numpy()})
-    for k in range(lg.shape[1]):
-        result[f"logit_{k}"] = lg[:, k].numpy()
-    return result.sort_values("row").reset_index(drop=True)
-
-
-def score(model, batches: Batches, device, task=None) -> tuple[pd.DataFrame, dict | None, float]:
-    """Predictions of ``model`` (in eval mode) on ``batches``, the task's metrics on them (when a
-    task is given) and the mean cross-entropy against their labels."""
-    pred = predict(model, batches, device)
-    logits = torch.as_tensor(pred.filter(like="logit_").to_numpy())
-    loss = float(F.cross_entropy(logits, batches.labels))
-    values = task.metrics(batches.labels.tolist(), pred["pred"].tolist()) if task is not None else None
-    return pred, values, loss
-
-
 @advises_on_oom("evaluating")
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
                  base_dir: str | None = None) -> dict:
@@ -77,7 +51,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     from peft import PeftModel
 
     run = Run(**spec["run"])
-    task = TASKS.get(run.task)
+    task, prob = TASKS.get(run.task), problem(run.task, run.model)
     torch.set_num_threads(max(1, threads))
     device = pick_device(spec["device"])
     # one trained point per learning rate of the run's grid: choose on the selection split among
@@ -102,10 +76,14 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     if adapter_ranks(model) != read_json(f"{train_dir}/rank_pattern.json"):
         raise RuntimeError(f"{train_dir}/adapter: its ranks differ from rank_pattern.json")
     hp = spec["training"]
-    pred, values, _ = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True),
-                            device, task)
-    pred.insert(0, "idx", df["idx"].to_numpy())
-    pred.insert(1, "label", df["label"].to_numpy())
+    pred, values, loss = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True),
+                               device, prob, generator(prob, tokenizer, spec["task_options"],
+                                                       hp["eval_batch_size"]))
+    pred.insert(0, "idx", df["idx"].to_numpy()[pred["row"]])
+    if prob.task.problem_type == "classification":
+        pred.insert(1, "label", df["label"].to_numpy()[pred["row"]])
+    if "reference" in df:
+        pred["reference"] = df["reference"].to_numpy()[pred["row"]]
     eval_seconds = time.perf_counter() - t0
 
     metrics = {
@@ -149,7 +127,10 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "primary_metric": task.primary_metric,
             "primary_value": values[task.primary_metric],
             "higher_is_better": task.higher_is_better,
+            "loss": loss,
+            "problem_type": task.problem_type,
             "n_eval": len(df),
+            "scored_tokens": int(pred["tokens"].sum()) if "tokens" in pred else None,
             "eval_seconds": eval_seconds,
             "eval_peak_rss_bytes": peak_memory(device)["peak_rss_bytes"],
         },

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-HEAD_PREFIXES = ("pooler", "classifier", "bert.pooler")
+HEAD_PREFIXES = ("pooler", "classifier", "bert.pooler", "pre_classifier", "score", "classification_head",
+                 "lm_head")
 
 
 def quantized_params(module: torch.nn.Module) -> int | None:
@@ -39,11 +40,11 @@ def component(name: str, module: torch.nn.Module) -> str:
         return "head"
     if isinstance(module, torch.nn.Embedding):
         return "embeddings"
-    if isinstance(module, torch.nn.LayerNorm):
+    if isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm")):
         return "norms"
     if quantized_params(module) is not None:
         return "quantized_linear_weights"
-    if isinstance(module, torch.nn.Linear):
+    if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
         return "unquantized_linear"
     return "other"
 

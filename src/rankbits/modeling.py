@@ -6,16 +6,34 @@ from pathlib import Path
 
 from .bits import BITS, UnsupportedOnDevice
 from .models import MODELS
-from .tasks import TASKS
+from .problems import problem
 
-# Heads created for the task are never quantized (see the bitsandbytes-on-CPU trap).
-HEAD_MODULES = ["classifier", "pooler", "bert.pooler"]
+# Heads (created for the task, or an LM's output layer) are never quantized (see the
+# bitsandbytes-on-CPU trap). transformers matches these from the start of a module name or as
+# its suffix: BERT's pooler is "pooler" in the backbone, "bert.pooler" under a task head.
+HEAD_MODULES = ["classifier", "pre_classifier", "pooler", "bert.pooler", "score", "classification_head",
+                "lm_head"]
+# what prepare_base loads and saves per architecture: the pretrained model with its LM head where
+# it has one, so that every problem type can be loaded from the saved base
+BACKBONES = {"encoder": "AutoModel", "decoder": "AutoModelForCausalLM",
+             "encoder-decoder": "AutoModelForSeq2SeqLM"}
 
 
 def load_tokenizer(model: str, options: dict):
+    """The model's tokenizer; one without a padding token (GPT-2, Llama) pads with its EOS token
+    (padded positions are masked and carry no labels)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(_source(model, options))
+    tok = AutoTokenizer.from_pretrained(_source(model, options))
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def backbone_class(model: str):
+    import transformers
+
+    return getattr(transformers, BACKBONES[MODELS.get(model).family.architecture])
 
 
 def _from_pretrained(cls, src: str, device, kwargs: dict, bits: str):
@@ -32,47 +50,51 @@ def _from_pretrained(cls, src: str, device, kwargs: dict, bits: str):
 def load_base(model: str, bits: str, task: str, options: dict, device, base_dir: str | None = None):
     """(model with the task's head on ``device``, facts about how it was loaded). A quantized
     base is read from ``base_dir`` (written by :func:`prepare_base`), never quantized again."""
-    from transformers import AutoModelForSequenceClassification
-
-    spec, t = MODELS.get(model), TASKS.get(task)
-    if t.problem_type != "classification":
-        raise NotImplementedError(f"task {task!r}: problem type {t.problem_type!r} has no loader yet")
+    spec, prob = MODELS.get(model), problem(task, model)
     kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, HEAD_MODULES)
+    if prob.auto_class == "AutoModelForSequenceClassification":
+        kwargs["num_labels"] = prob.task.num_labels
+        kwargs["pad_token_id"] = load_tokenizer(model, options).pad_token_id  # decoders need it
     src = _source(model, options)
     if BITS.get(bits).quantized:
         if base_dir is None:
             raise ValueError(f"bits {bits!r} needs the prepared base (results/base/<model>/<bits>)")
         src = str(Path(base_dir) / "model")
         kwargs = {k: v for k, v in kwargs.items() if k != "quantization_config"}
-    m = _from_pretrained(AutoModelForSequenceClassification, src, device, kwargs, bits)
+    m = _from_pretrained(prob.model_class(), src, device, kwargs, bits)
     if BITS.get(bits).finish_load is not None:
         m = BITS.get(bits).finish_load(m, base_dir)
     return m, {"source": src, "family": spec.family.name, "base_bytes": int(m.get_memory_footprint()),
                "num_params": int(sum(p.numel() for p in m.parameters())), **bit_info}
 
 
-def attach_adapter(model, model_name: str, method, budget: int, opts: dict, hp: dict,
-                   total_steps: int, task_type: str = "SEQ_CLS", allocation: dict | None = None):
+def attach_adapter(model, model_name: str, task: str, method, budget: int, opts: dict, hp: dict,
+                   total_steps: int, allocation: dict | None = None):
     """Wrap ``model`` with ``method``'s adapter on the model family's target modules
-    (``allocation``: a rank per module decided before training)."""
+    (``allocation``: a rank per module decided before training), with the task's PEFT task type;
+    a classification head the family creates is trained in full (modules_to_save)."""
     from peft import get_peft_model
 
     from .methods import resolve_alpha
 
+    family, prob = MODELS.get(model_name).family, problem(task, model_name)
     hp = {**hp, "lora_alpha": resolve_alpha(hp["lora_alpha"], method.scaling_rank(budget, opts))}
     cfg = method.peft_config(budget=budget, opts=opts, hp=hp, total_steps=total_steps,
-                             target_modules=MODELS.get(model_name).family.target_modules,
-                             task_type=task_type, allocation=allocation)
+                             target_modules=family.target_modules,
+                             task_type=prob.peft_task_type, allocation=allocation)
+    # GPT-2's Conv1D layers store weights in x out; bitsandbytes turns them into Linear layers
+    cfg.fan_in_fan_out = any(type(m).__name__ == "Conv1D" for m in model.modules())
+    if prob.peft_task_type == "SEQ_CLS":
+        cfg.modules_to_save = sorted(set(cfg.modules_to_save or []) | set(family.cls_head))
     return get_peft_model(model, cfg)
 
 
 def load_base_backbone(model: str, bits: str, options: dict, device):
-    """The model without any task head, quantized for ``bits`` from the original weights."""
-    from transformers import AutoModel
-
+    """The pretrained model without a task head (with its LM head, for a decoder or an
+    encoder-decoder: see ``BACKBONES``), quantized for ``bits`` from the original weights."""
     kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, HEAD_MODULES)
     src = _source(model, options)
-    m = _from_pretrained(AutoModel, src, device, kwargs, bits)
+    m = _from_pretrained(backbone_class(model), src, device, kwargs, bits)
     return m, {"source": src, "family": MODELS.get(model).family.name, **bit_info}
 
 

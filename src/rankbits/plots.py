@@ -15,17 +15,41 @@ from .methods import METHODS  # noqa: E402
 from .models import KINDS, MODELS  # noqa: E402
 
 
-def heatmap_matrix(values: dict[str, float], model: str) -> tuple[list[int], list[str], np.ndarray]:
-    """(layer indices, kinds, layers x kinds array) from per-module values (ranks, errors);
-    NaN where a module has no value."""
+def heatmap_panels(values: dict[str, float], model: str) -> list[tuple[str, list, list[str], np.ndarray]]:
+    """Per stack of the model (one for an encoder or a decoder; "encoder" and "decoder" for an
+    encoder-decoder): (stack, layer indices, kinds, layers x kinds array) from per-module values
+    (ranks, errors); NaN where a module has no value."""
     family = MODELS.get(model).family
-    located = {family.locate(name): r for name, r in values.items()}
+    by_stack: dict[str, dict] = {}
+    for name, r in values.items():
+        by_stack.setdefault(family.stack(name), {})[family.locate(name)] = r
+    return [(stack, *heatmap_matrix(located)) for stack, located in sorted(by_stack.items())]
+
+
+def heatmap_matrix(located: dict[tuple[int, str], float]) -> tuple[list[int], list[str], np.ndarray]:
+    """(layer indices, kinds, layers x kinds array) from values by (layer, kind)."""
     layers = sorted({layer for layer, _ in located})
     kinds = [k for k in KINDS if any(kind == k for _, kind in located)]
     mat = np.full((len(layers), len(kinds)), np.nan)
     for (layer, kind), r in located.items():
         mat[layers.index(layer), kinds.index(kind)] = r
     return layers, kinds, mat
+
+
+def stacked_matrix(values: dict[str, float], model: str) -> tuple[list[str], list[str], np.ndarray]:
+    """One matrix for all of a model's stacks: an encoder-decoder's decoder layers above its
+    encoder layers (rows labelled e0.., d0..), the kinds of both as columns."""
+    panels = heatmap_panels(values, model)
+    if len(panels) == 1:
+        return panels[0][1:]
+    kinds = [k for k in KINDS if any(k in p[2] for p in panels)]
+    rows, blocks = [], []
+    for stack, layers, pk, mat in panels:
+        full = np.full((len(layers), len(kinds)), np.nan)
+        full[:, [kinds.index(k) for k in pk]] = mat
+        rows += [f"{stack[0]}{layer}" for layer in layers]
+        blocks.append(full)
+    return rows, kinds, np.vstack(blocks)
 
 
 def quant_heatmap(base_dir: str, model: str, out: str) -> None:
@@ -39,14 +63,17 @@ def quant_heatmap(base_dir: str, model: str, out: str) -> None:
                "magma", "{:.3f}")]
     if fp.get("bit_map"):
         panels.append(("bits per weight", fp["bit_map"], "viridis", "{:.0f}"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
-    for ax, (title, values, cmap, fmt) in zip(axes, panels):
-        layers, kinds, mat = heatmap_matrix(values, model)
-        im = draw_heatmap(ax, mat, layers, kinds, cmap=cmap, fmt=fmt, color=lambda v: "cyan")
-        ax.set_xlabel("module")
-        ax.set_ylabel("layer")
-        ax.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=ax)
+    stacks = heatmap_panels(panels[0][1], model)
+    fig, axes = plt.subplots(len(stacks), len(panels), squeeze=False,
+                             figsize=(5.5 * len(panels), 4.2 * len(stacks)))
+    for j, (title, values, cmap, fmt) in enumerate(panels):
+        for i, (stack, layers, kinds, mat) in enumerate(heatmap_panels(values, model)):
+            ax = axes[i][j]
+            im = draw_heatmap(ax, mat, layers, kinds, cmap=cmap, fmt=fmt, color=lambda v: "cyan")
+            ax.set_xlabel("module")
+            ax.set_ylabel(f"{stack} layer" if stack else "layer")
+            ax.set_title(title, fontsize=9)
+            fig.colorbar(im, ax=ax)
     fig.suptitle(f"{model} @ {fp['bits']} ({fp.get('weight_dtype')}): "
                  f"{fp['quantized_linear_bytes_per_param']:.3f} B per quantized parameter", fontsize=10)
     save(fig, out)
@@ -83,7 +110,7 @@ def draw_heatmap(ax, mat, layers, kinds, *, cmap="viridis", vmin=None, vmax=None
                 if not np.isnan(mat[i, j]):
                     ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", fontsize=7,
                             color=color(mat[i, j]) if color else "black")
-    ax.set_xticks(range(len(kinds)), kinds, fontsize=7)
+    ax.set_xticks(range(len(kinds)), kinds, fontsize=7, rotation=90 if len(kinds) > 6 else 0)
     ax.set_yticks(range(len(layers)), layers, fontsize=7)
     return im
 
@@ -100,21 +127,25 @@ def rank_heatmap(run_dir: str, out: str) -> None:
         return message_figure(f"{ri['run_path']}: training failed\n" + m["failure"][0]["error"][:160],
                               out, (6, 1.6))
     ti = m["train_info"]
-    layers, kinds, mat = heatmap_matrix(final_ranks(run_dir, m), ri["model"])
-    vmax = max(ti["method_options"].get("init_r") or ri["budget"], np.nanmax(mat))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(kinds), 0.9 + 0.45 * len(layers)))
-    im = _draw_ranks(ax, mat, layers, kinds, vmax)
-    ax.set_xlabel("module")
-    ax.set_ylabel("layer")
-    ax.set_title(f"{ri['run_path']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
-                 f"{ti['effective_adapter_params']:,} adapter params", fontsize=9)
-    fig.colorbar(im, ax=ax, label="rank")
+    panels = heatmap_panels(final_ranks(run_dir, m), ri["model"])  # encoder-decoder: two
+    vmax = max(ti["method_options"].get("init_r") or ri["budget"], max(np.nanmax(p[3]) for p in panels))
+    width = sum(1.0 + 0.9 * len(kinds) for _, _, kinds, _ in panels)
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(width, 0.9 + 0.45 * max(len(p[1]) for p in panels)))
+    for ax, (stack, layers, kinds, mat) in zip(axes[0], panels):
+        im = _draw_ranks(ax, mat, layers, kinds, vmax)
+        ax.set_xlabel("module")
+        ax.set_ylabel(f"{stack} layer" if stack else "layer")
+    fig.suptitle(f"{ri['run_path']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
+                 f"{ti['effective_adapter_params']:,} adapter params", fontsize=9, y=1.0 + 0.6 / fig.get_figheight())
+    fig.colorbar(im, ax=axes[0].tolist(), label="rank")
     save(fig, out)
 
 
 def rank_maps(run_dirs: list[str], out: str) -> None:
     """Final rank maps of every arm side by side: a row per (task, model, budget, bits), a column
-    per method (first seed), one colour scale per row."""
+    per method (first seed), one colour scale per row; an encoder-decoder's two stacks share a
+    map (decoder layers d0.. above encoder layers e0..)."""
     runs = [(d, read_json(Path(d) / "metrics.json")) for d in run_dirs]
     first = {}
     for d, m in sorted(runs, key=lambda x: x[1]["run_info"]["seed"]):
@@ -130,7 +161,7 @@ def rank_maps(run_dirs: list[str], out: str) -> None:
         for method in methods:
             if (*row, method) in first:
                 d, m = first[(*row, method)]
-                mats[method] = heatmap_matrix(final_ranks(d, m), row[1])
+                mats[method] = stacked_matrix(final_ranks(d, m), row[1])
         vmax = max(np.nanmax(mat) for _, _, mat in mats.values())
         for j, method in enumerate(methods):
             ax = axes[i][j]
@@ -265,7 +296,8 @@ def pareto_mask(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 def pareto(summary: pd.DataFrame, out: str) -> None:
     """Primary metric vs peak memory (CUDA max allocated when measured, else process RSS) and vs
-    trainable parameters, one panel pair per task; the Pareto frontier joined and ringed."""
+    trainable parameters, one panel pair per task; the Pareto frontier (less memory or parameters,
+    a better metric in the task's direction) joined and ringed."""
     tasks = list(dict.fromkeys(summary["task"]))
     mem = summary["cuda_max_allocated_bytes_mean"] if "cuda_max_allocated_bytes_mean" in summary else None
     use_cuda = mem is not None and mem.notna().all()
@@ -278,7 +310,8 @@ def pareto(summary: pd.DataFrame, out: str) -> None:
         for col, (xcol, xlabel, unit) in enumerate(axes_x):
             ax = axes[row][col]
             x, y = grp[xcol].to_numpy(float) / unit, grp["primary_value_mean"].to_numpy(float)
-            front = pareto_mask(x, y)
+            better = 1 if grp["higher_is_better"].iloc[0] else -1  # perplexity: lower is better
+            front = pareto_mask(x, better * y)
             for i, r in grp.iterrows():
                 label = r["method"] if str(r["bits"]) == "32" else f"{r['method']} @ {r['bits']}"
                 ax.scatter(x[i], y[i], s=28, color="tab:red" if front[i] else "tab:gray", zorder=3)

@@ -15,10 +15,14 @@ from .quant import diagnostics
 from .runtime import pick_device, versions
 
 
-def calibration_batch(path: str, samples: int, pad_id: int, device) -> dict:
+def calibration_batch(path: str, samples: int, pad_id: int, device, architecture: str = "encoder") -> dict:
+    """The first ``samples`` rows of a tokenised split as model inputs (no labels); an
+    encoder-decoder's decoder reads the same tokens."""
     df = pd.read_parquet(path).head(samples)
     batch = Batches(df, len(df), pad_id, group_by_length=False).collate(range(len(df)))
     batch.pop("labels")
+    if architecture == "encoder-decoder":
+        batch["decoder_input_ids"] = batch["input_ids"]
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -41,7 +45,8 @@ def prepare_base(model: str, bits: str, options: dict, device: str, out_dir: str
     batch = None
     if calibration and spec.quantized:
         pad = load_tokenizer(model, options).pad_token_id
-        batch = calibration_batch(calibration, calibration_samples, pad, dev)
+        batch = calibration_batch(calibration, calibration_samples, pad, dev,
+                                  MODELS.get(model).family.architecture)
     m, info = build_backbone(model, bits, options, dev, batch)
     record = {"model": model, "bits": bits, **info, **footprint(m), "versions": versions(),
               "weights": None, "calibration": None}

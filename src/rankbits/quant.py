@@ -35,12 +35,17 @@ def diagnostics(quantized: torch.nn.Module, reference: torch.nn.Module, batch: d
             h.remove()
     rows = []
     for name, qmod in targets:
+        try:
+            layer, kind = locate(name)
+        except ValueError:  # a quantized layer outside the layer stack
+            continue
         ref = ref_modules[name]
         w, wq = ref.weight.float(), dequantized_weight(qmod)
+        if type(ref).__name__ == "Conv1D":  # GPT-2 stores in x out
+            w = w.t()
         x = inputs[name]
         y = ref(x).float().flatten()
         yq = qmod(x.to(next(iter(qmod.parameters())).device)).float().flatten().to(y.device)
-        layer, kind = locate(name)
         rows.append({
             "module": name, "layer": layer, "kind": kind,
             "rel_weight_error": float((wq - w).norm() / w.norm()),

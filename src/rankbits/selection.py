@@ -12,7 +12,8 @@ RULE = ("best primary metric on the selection split; ties: lower selection loss,
 def _key(point: dict) -> tuple:
     s = point["selection"]
     value = s["primary_value"]
-    value = -math.inf if value is None or math.isnan(value) else value
+    if value is None or math.isnan(value):  # worst, whichever direction is better
+        return (math.inf, s["loss"], point["lr"])
     return (-value if s["higher_is_better"] else value, s["loss"], point["lr"])
 
 

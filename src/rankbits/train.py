@@ -24,7 +24,6 @@ from typing import Callable
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -37,6 +36,7 @@ from .footprint import footprint
 from .methods import METHODS, module_dims
 from .modeling import attach_adapter, load_base, load_tokenizer
 from .models import MODELS
+from .problems import Problem, generator, problem, score, task_loss
 from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
 
 
@@ -82,6 +82,7 @@ class Context:
     hp: dict
     dims: dict[str, tuple[int, int]]
     locate: Callable[[str], tuple[int, str]]
+    stack: Callable[[str], str]  # "encoder" / "decoder" of an encoder-decoder, else ""
     upstream_dir: str | None = None
     probe: Callable | None = None
     val_loss: Callable[[], float] | None = None
@@ -93,25 +94,25 @@ class Context:
 
 
 def optimizer_step(model, batch, trainable, optimizer, scheduler, hook, step, max_grad_norm,
-                   skip_nonfinite: bool = False):
+                   prob: Problem, skip_nonfinite: bool = False):
     """One optimizer step; returns (task loss, optimised loss, grad norm) as 0-d tensors and
     whether the batch was skipped (only with ``skip_nonfinite``, which syncs every step)."""
     out = model(**batch)
-    task_loss = F.cross_entropy(out.logits.detach().float(), batch["labels"])
+    task = task_loss(prob, out.logits.detach(), batch["labels"])
     if skip_nonfinite and not bool(torch.isfinite(out.loss)):
         optimizer.zero_grad(set_to_none=True)
-        return task_loss, out.loss.detach().float(), torch.tensor(float("nan")), True
+        return task, out.loss.detach().float(), torch.tensor(float("nan")), True
     out.loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
     if skip_nonfinite and not bool(torch.isfinite(gnorm)):
         optimizer.zero_grad(set_to_none=True)
-        return task_loss, out.loss.detach().float(), gnorm.detach().float(), True
+        return task, out.loss.detach().float(), gnorm.detach().float(), True
     optimizer.step()
     scheduler.step()
     if hook is not None:
         hook(step)
     optimizer.zero_grad(set_to_none=True)
-    return task_loss, out.loss.detach().float(), gnorm.detach().float(), False
+    return task, out.loss.detach().float(), gnorm.detach().float(), False
 
 
 def make_optimizer(params, hp: dict, quantized: bool, device):
@@ -128,17 +129,16 @@ def optimizer_state_bytes(optimizer) -> int:
                for t in state.values() if torch.is_tensor(t))
 
 
-def score_selection(model, path: str | None, run: Run, hp: dict, pad_id: int, device) -> dict | None:
-    """The task's metrics and mean cross-entropy of ``model`` on the selection split."""
+def score_selection(model, path: str | None, prob: Problem, hp: dict, tokenizer, task_opts: dict,
+                    device) -> dict | None:
+    """The task's metrics and mean loss of ``model`` on the selection split."""
     df = pd.read_parquet(path) if path else None
     if df is None or df.empty:
         return None
-    from .evaluate import score
-    from .tasks import TASKS
-
-    task = TASKS.get(run.task)
+    task = prob.task
     model.eval()
-    _, values, loss = score(model, Batches(df, hp["eval_batch_size"], pad_id, True), device, task)
+    _, values, loss = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device,
+                            prob, generator(prob, tokenizer, task_opts, hp["eval_batch_size"]))
     return {"metrics": values, "primary_metric": task.primary_metric,
             "primary_value": values[task.primary_metric], "higher_is_better": task.higher_is_better,
             "loss": loss, "n": len(df)}
@@ -158,7 +158,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     saved every ``checkpoint_every`` optimizer steps (0: only on SIGTERM / SIGUSR1)."""
     import transformers
     run = Run(**spec["run"])
-    hp, method = spec["training"], METHODS.get(run.method)
+    hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
     torch.set_num_threads(max(1, threads))
     transformers.set_seed(run.seed)
     device = pick_device(spec["device"])
@@ -193,7 +193,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         """Uniform LoRA at the budget, trained ``n_steps`` on this run's data by the same step;
         ``hook(model, step)`` sees the gradients after each optimizer step."""
         pm, _ = base_model()
-        pm = attach_adapter(pm, run.model, METHODS.get("lora"), run.budget, {}, hp, n_steps)
+        pm = attach_adapter(pm, run.model, run.task, METHODS.get("lora"), run.budget, {}, hp, n_steps)
         params = [p for p in pm.parameters() if p.requires_grad]
         popt, _ = make_optimizer(params, hp, base_info["quantized"], device)
         psched = transformers.get_linear_schedule_with_warmup(popt, int(round(hp["warmup_ratio"] * n_steps)),
@@ -203,14 +203,12 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         for k in range(n_steps):
             batch = {key: v.to(device) for key, v in next(pstream).items()}
             optimizer_step(pm, batch, params, popt, psched, hook and (lambda st: hook(pm, st)), k,
-                           hp["max_grad_norm"], skip_nonfinite)
+                           hp["max_grad_norm"], prob, skip_nonfinite)
         return pm
 
     def val_loss() -> float:
-        from .evaluate import score
-
         model.eval()
-        loss = score(model, val_batches, device)[2]
+        loss = score(model, val_batches, device, prob, metrics=False)[2]
         model.train()
         return loss
 
@@ -219,7 +217,8 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     model, base_info = base_model()
     ctx = Context(run=run, opts=opts, hp=hp,
                   dims=MODELS.get(run.model).family.target_dims(model),
-                  locate=MODELS.get(run.model).family.locate, upstream_dir=upstream_dir, probe=probe,
+                  locate=MODELS.get(run.model).family.locate, stack=MODELS.get(run.model).family.stack,
+                  upstream_dir=upstream_dir, probe=probe,
                   val_loss=val_loss if val_batches is not None else None)
     if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of
         # its record, since setup() and the replay of a method's state write to ctx.record
@@ -232,7 +231,8 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                          weight_dtype=f"{method.name}: per-layer bit map",
                          footprint=footprint(model.base_model))  # backbone, as footprint.json
     transformers.set_seed(run.seed)  # the adapter starts the same whatever the allocation consumed
-    model = attach_adapter(model, run.model, method, run.budget, opts, hp, steps, allocation=allocation)
+    model = attach_adapter(model, run.model, run.task, method, run.budget, opts, hp, steps,
+                           allocation=allocation)
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = {
         "trainable": sum(p.numel() for p in trainable),
@@ -304,7 +304,8 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                          total=steps):
             batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
             task_loss, loss, gnorm, skip = optimizer_step(model, batch, trainable, optimizer, scheduler,
-                                                          hook, step, hp["max_grad_norm"], skip_nonfinite)
+                                                          hook, step, hp["max_grad_norm"], prob,
+                                                          skip_nonfinite)
             seen += batch["labels"].shape[0]
             if skip:
                 skipped.append(step + 1)
@@ -326,7 +327,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     train_seconds += time.perf_counter() - t1
     memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(optimizer)}
 
-    selection = score_selection(model, selection_path, run, hp, tokenizer.pad_token_id, device)
+    selection = score_selection(model, selection_path, prob, hp, tokenizer, spec["task_options"], device)
     dims = module_dims(model)
     eff = sum(r * method.params_per_rank(*dims[m]) for m, r in ranks.items())
     info = {

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from ..models import MODELS
+from ..models import ATTENTION as ATTN
+from ..models import FFN, MODELS, linear_dims
 from . import BITS, BitsSpec
 from .bnb import four_bit
-
-ATTN, FFN = {"Wq", "Wk", "Wv", "Wo"}, {"Wf1", "Wf2"}
 INT8_FILE = "int8_layers.safetensors"
 
 
@@ -38,28 +37,36 @@ def eight_bit_set(preset: str, k: int | None, linears: dict[str, tuple[int, str]
     raise ValueError(f"unknown preset {preset!r}")
 
 
-def to_int8(linear: torch.nn.Linear, device) -> torch.nn.Module:
-    """LLM.int8 copy of a full-precision Linear (quantized as it is moved to ``device``)."""
+def _weight(layer: torch.nn.Module) -> tuple[int, int, torch.Tensor]:
+    """(in, out, out x in fp32 weight on the CPU) of a Linear or a GPT-2 Conv1D (stored in x out)."""
+    n_in, n_out = linear_dims(layer)
+    w = layer.weight.data.float().cpu()
+    return n_in, n_out, (w.t() if type(layer).__name__ == "Conv1D" else w).contiguous().clone()
+
+
+def to_int8(linear: torch.nn.Module, device) -> torch.nn.Module:
+    """LLM.int8 copy of a full-precision Linear or Conv1D (quantized as it is moved to ``device``)."""
     import bitsandbytes as bnb
 
-    new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
+    n_in, n_out, w = _weight(linear)
+    new = bnb.nn.Linear8bitLt(n_in, n_out, bias=linear.bias is not None,
                               has_fp16_weights=False, threshold=6.0)
-    new.weight = bnb.nn.Int8Params(linear.weight.data.float().cpu().clone(), requires_grad=False,
-                                   has_fp16_weights=False)
+    new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
     if linear.bias is not None:
         new.bias = torch.nn.Parameter(linear.bias.data.float().cpu().clone(), requires_grad=False)
     return new.to(device)
 
 
-def to_nf4(linear: torch.nn.Linear, device) -> torch.nn.Module:
-    """NF4 + double quantization copy of a full-precision Linear (quantized as it is moved to
-    ``device``; compute dtype bf16 on CUDA, fp32 elsewhere, as the ``4`` bits entry)."""
+def to_nf4(linear: torch.nn.Module, device) -> torch.nn.Module:
+    """NF4 + double quantization copy of a full-precision Linear or Conv1D (quantized as it is
+    moved to ``device``; compute dtype bf16 on CUDA, fp32 elsewhere, as the ``4`` bits entry)."""
     import bitsandbytes as bnb
 
     compute = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    new = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+    n_in, n_out, w = _weight(linear)
+    new = bnb.nn.Linear4bit(n_in, n_out, bias=linear.bias is not None,
                             compute_dtype=compute, compress_statistics=True, quant_type="nf4")
-    new.weight = bnb.nn.Params4bit(linear.weight.data.float().cpu().clone(), requires_grad=False,
+    new.weight = bnb.nn.Params4bit(w, requires_grad=False,
                                    compress_statistics=True, quant_type="nf4", module=new)
     if linear.bias is not None:
         new.bias = torch.nn.Parameter(linear.bias.data.float().cpu().clone(), requires_grad=False)
@@ -67,11 +74,12 @@ def to_nf4(linear: torch.nn.Linear, device) -> torch.nn.Module:
 
 
 def quantize_modules(model: torch.nn.Module, bit_map: dict[str, int], device) -> torch.nn.Module:
-    """Replace each full-precision Linear named in ``bit_map`` by its int8 (8) or NF4+DQ (4) copy."""
+    """Replace each full-precision Linear (or Conv1D) named in ``bit_map`` by its int8 (8) or
+    NF4+DQ (4) copy."""
     convert = {8: to_int8, 4: to_nf4}
     for name, bits in bit_map.items():
         linear = model.get_submodule(name)
-        if type(linear) is not torch.nn.Linear:
+        if type(linear) is not torch.nn.Linear and type(linear).__name__ != "Conv1D":
             raise TypeError(f"{name}: expected a full-precision Linear to quantize, found {type(linear).__name__}")
         set_module(model, name, convert[bits](linear, device))
     return model
@@ -112,7 +120,7 @@ def make(arg: str) -> BitsSpec:
         return kwargs, {**info, "weight_dtype": f"mixed int8/nf4 ({arg})"}
 
     def build(model: str, options: dict, device, calibration: dict | None):
-        from ..modeling import HEAD_MODULES, load_base_backbone
+        from ..modeling import HEAD_MODULES, backbone_class, load_base_backbone
         from ..quant import diagnostics
 
         family = MODELS.get(model).family
@@ -130,9 +138,7 @@ def make(arg: str) -> BitsSpec:
             sensitivity = {n: errors["4"][n] - errors["8"][n] for n in linears}
         eight = eight_bit_set(preset, k, linears, sensitivity)
         kwargs, info = load_kwargs(device.type, HEAD_MODULES + sorted(eight))
-        from transformers import AutoModel
-
-        m = AutoModel.from_pretrained(ref.name_or_path, **kwargs, device_map={"": str(device)})
+        m = backbone_class(model).from_pretrained(ref.name_or_path, **kwargs, device_map={"": str(device)})
         ref_modules = dict(ref.named_modules())
         for n in eight:
             set_module(m, n, to_int8(ref_modules[n], device))

@@ -126,11 +126,9 @@ def strip_prefix(name: str) -> str:
 
 
 def module_dims(model) -> dict[str, tuple[int, int]]:
-    out = {}
-    for name, mod in adapted_modules(model):
-        base = mod.get_base_layer()
-        out[name] = (int(base.in_features), int(base.out_features))
-    return out
+    from ..models import linear_dims
+
+    return {name: linear_dims(mod.get_base_layer()) for name, mod in adapted_modules(model)}
 
 
 def as_steps(value: float, total: int) -> int:

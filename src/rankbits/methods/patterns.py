@@ -11,10 +11,9 @@ budget (within 2%, see ``allocation``).
 """
 from __future__ import annotations
 
+from ..models import ATTENTION as ATTN
 from . import METHODS
 from .lora import AllocatedLoRA
-
-ATTN = {"Wq", "Wk", "Wv", "Wo"}
 
 
 def _position(layer: int, n_layers: int) -> float:
@@ -52,10 +51,13 @@ class Pattern(AllocatedLoRA):
         self.label = f"pattern {shape}"
 
     def weights(self, ctx):
-        located = {m: ctx.locate(m) for m in ctx.dims}
-        layers = sorted({layer for layer, _ in located.values()})
-        return {m: SHAPES[self.shape](layers.index(layer), kind, len(layers), ctx.opts)
-                for m, (layer, kind) in located.items()}
+        """Depth is counted within a module's stack (an encoder-decoder's encoder and decoder
+        each run from their first layer to their last)."""
+        located = {m: (ctx.stack(m), *ctx.locate(m)) for m in ctx.dims}
+        layers = {s: sorted({layer for st, layer, _ in located.values() if st == s})
+                  for s, _, _ in located.values()}
+        return {m: SHAPES[self.shape](layers[s].index(layer), kind, len(layers[s]), ctx.opts)
+                for m, (s, layer, kind) in located.items()}
 
 
 def make(shape: str) -> Pattern:

@@ -1,10 +1,11 @@
-"""BERT-family encoders (BERT, MiniLM)."""
+"""BERT-family encoders (BERT, MiniLM, RoBERTa: the same module names)."""
 from __future__ import annotations
 
 from . import Family, ModelSpec, register
 
 BERT = Family(
     name="bert",
+    architecture="encoder",
     target_modules=("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"),
     kind_suffixes={
         "attention.self.query": "Wq",
@@ -27,3 +28,4 @@ def _minilm_path() -> str | None:
 
 register(ModelSpec("minilm", BERT, "sentence-transformers/all-MiniLM-L6-v2", _minilm_path))
 register(ModelSpec("bert-base", BERT, "bert-base-uncased"))
+register(ModelSpec("roberta-base", BERT, "FacebookAI/roberta-base"))

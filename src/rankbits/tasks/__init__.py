@@ -1,13 +1,28 @@
-"""Task registry: where a task's data comes from, how it is read, and how it is scored."""
+"""Task registry: where a task's data comes from, how it is read, what kind of problem it is and
+how it is scored.
+
+Problem types:
+    classification  text (and text_pair) -> label; scored by the task's label metrics
+    causal_lm       a text stream cut into blocks of max_length tokens; scored by perplexity
+    seq2seq         source text -> target text. On an encoder-decoder the source is encoded and
+                    the target decoded; on a decoder-only model the prompt (source) is followed
+                    by the target and the loss is taken on the target tokens only. Scored by
+                    perplexity of the targets, or (``generate``) by ROUGE of generated text.
+
+Normalised columns of a prepared split: ``idx``, ``text``, ``text_pair`` (classification, None
+for single sentences), ``label`` (classification), ``target`` (seq2seq).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from ..registry import Registry
+
+PROBLEM_TYPES = ("classification", "causal_lm", "seq2seq")
 
 
 class DataError(ValueError):
@@ -17,19 +32,38 @@ class DataError(ValueError):
 @dataclass(frozen=True)
 class Task:
     name: str
-    problem_type: str  # "classification" (more kinds come with their tasks)
-    num_labels: int
-    # file name under data_root/<name>/ for each split, and how to parse it
+    problem_type: str
+    # default file name under data_root/<name>/ for each split (tasks.<name>.files overrides),
+    # and how to parse one
     local_files: dict[str, str]
     read_local: Callable[[Path], pd.DataFrame]
     # Hugging Face Hub source: (path, config name) and split names
     hub: tuple[str, str | None]
     hub_splits: dict[str, str]
     from_hub: Callable[[object], pd.DataFrame]
-    metrics: Callable[[list[int], list[int]], dict[str, float]]
     primary_metric: str
     higher_is_better: bool = True
-    splits: tuple[str, ...] = ("train", "dev")
+    # classification: (labels, predictions) -> {metric: value}
+    metrics: Callable[[list[int], list[int]], dict[str, float]] | None = None
+    num_labels: int = 0
+    # seq2seq: score generated text (ROUGE) rather than the perplexity of the targets
+    generate: bool = False
+    # seq2seq: the source as the model reads it, by architecture ("decoder", "encoder-decoder");
+    # "{text}" is the source column
+    prompts: dict[str, str] = field(default_factory=lambda: {"decoder": "{text}", "encoder-decoder": "{text}"})
+    # option defaults for tasks.<name> (max_length, dev_samples, generation, ...)
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self):
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"task {self.name}: problem_type must be one of {PROBLEM_TYPES}")
+
+    def scoring(self) -> str:
+        """"labels", "perplexity" or "rouge": what the evaluation computes."""
+        if self.problem_type == "classification":
+            return "labels"
+        return "rouge" if self.generate else "perplexity"
 
 
 TASKS: Registry[Task] = Registry("task", __name__)
@@ -37,3 +71,41 @@ TASKS: Registry[Task] = Registry("task", __name__)
 
 def register(task: Task) -> Task:
     return TASKS.register(task.name, task)
+
+
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line number, record) for each non-blank line of a JSON Lines file; each record must have
+    the ``required`` string fields."""
+    import json
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not a JSON object ({exc.msg})") from None
+            check_fields(path, lineno, rec, required)
+            rows.append((lineno, rec))
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    return rows
+
+
+def check_fields(path: Path, where, rec, required: tuple[str, ...]) -> None:
+    if not isinstance(rec, dict):
+        raise DataError(f"{path}:{where}: expected a JSON object, found {type(rec).__name__}")
+    for key in required:
+        if not isinstance(rec.get(key), str):
+            raise DataError(f"{path}:{where}: field {key!r} is missing or not a string")
+
+
+def text_frame(rows: list[dict]) -> pd.DataFrame:
+    """A seq2seq or language-modelling split: idx, text, text_pair (None), target."""
+    df = pd.DataFrame(rows, columns=["idx", "text", "target"])
+    df.insert(2, "text_pair", None)
+    return df.astype({"idx": "int64"})

@@ -1,7 +1,8 @@
-"""GLUE sentence(-pair) classification: SST-2, CoLA, MRPC, RTE.
+"""GLUE sentence(-pair) classification: SST-2, CoLA, MRPC, RTE, QNLI, MNLI.
 
 Local layout (``data_root``): ``<data_root>/<task>/train.tsv`` and ``dev.tsv`` in the GLUE TSV
-formats (CoLA: the raw, header-less ``in_domain_train`` format). Hub: ``nyu-mll/glue``.
+formats (CoLA: the raw, header-less ``in_domain_train`` format; MNLI: ``dev_matched.tsv``, read
+by its header, label column ``gold_label``). Hub: ``nyu-mll/glue`` (MNLI: validation_matched).
 Normalised columns: ``idx``, ``text``, ``text_pair`` (None for single sentences), ``label``.
 """
 from __future__ import annotations
@@ -41,6 +42,20 @@ def read_tsv(path: Path, *, header: list[str] | None, ncols: int) -> list[tuple[
     if not rows:
         raise DataError(f"{path}: no data rows")
     return rows
+
+
+def read_named(path: Path, columns: list[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, {column: field}) for a TSV file with a header that has at least ``columns``
+    (in any order, others ignored); every row has as many fields as the header."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header = fh.readline().rstrip("\r\n").split("\t")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: header lacks column(s) {missing}; found {header}")
+    rows = read_tsv(path, header=[h.strip() for h in header], ncols=len(header))
+    return [(n, dict(zip(header, f))) for n, f in rows]
 
 
 def parse_label(path: Path, lineno: int, value: str, mapping: dict[str, int]) -> int:
@@ -97,6 +112,21 @@ def _read_rte(path: Path) -> pd.DataFrame:
     ])
 
 
+NLI2 = RTE_LABELS  # QNLI: entailment / not_entailment
+NLI3 = {"entailment": 0, "neutral": 1, "contradiction": 2}  # as the Hub's glue/mnli
+
+
+def _pairs(first: str, second: str, label: str, mapping: dict[str, int]):
+    def read(path: Path) -> pd.DataFrame:
+        rows = read_named(path, [first, second, label])
+        return frame([
+            {"idx": i, "text": r[first].strip(), "text_pair": r[second].strip(),
+             "label": parse_label(path, n, r[label], mapping)}
+            for i, (n, r) in enumerate(rows)
+        ])
+    return read
+
+
 def _hub(text: str, pair: str | None):
     def convert(ds) -> pd.DataFrame:
         df = ds.to_pandas()
@@ -107,15 +137,20 @@ def _hub(text: str, pair: str | None):
     return convert
 
 
-for name, reader, pair_cols, metric_fn, primary in [
-    ("sst2", _read_sst2, ("sentence", None), metrics.accuracy, "accuracy"),
-    ("cola", _read_cola, ("sentence", None), metrics.mcc, "mcc"),
-    ("mrpc", _read_mrpc, ("sentence1", "sentence2"), metrics.f1_and_accuracy, "f1"),
-    ("rte", _read_rte, ("sentence1", "sentence2"), metrics.accuracy, "accuracy"),
+for name, reader, pair_cols, metric_fn, primary, labels in [
+    ("sst2", _read_sst2, ("sentence", None), metrics.accuracy, "accuracy", 2),
+    ("cola", _read_cola, ("sentence", None), metrics.mcc, "mcc", 2),
+    ("mrpc", _read_mrpc, ("sentence1", "sentence2"), metrics.f1_and_accuracy, "f1", 2),
+    ("rte", _read_rte, ("sentence1", "sentence2"), metrics.accuracy, "accuracy", 2),
+    ("qnli", _pairs("question", "sentence", "label", NLI2), ("question", "sentence"), metrics.accuracy,
+     "accuracy", 2),
+    ("mnli", _pairs("sentence1", "sentence2", "gold_label", NLI3), ("premise", "hypothesis"),
+     metrics.accuracy, "accuracy", 3),
 ]:
     register(Task(
-        name=name, problem_type="classification", num_labels=2,
-        local_files=FILES, read_local=reader,
-        hub=("nyu-mll/glue", name), hub_splits=HUB_SPLITS, from_hub=_hub(*pair_cols),
-        metrics=metric_fn, primary_metric=primary,
+        name=name, problem_type="classification", num_labels=labels,
+        local_files=FILES if name != "mnli" else {"train": "train.tsv", "dev": "dev_matched.tsv"},
+        read_local=reader, hub=("nyu-mll/glue", name),
+        hub_splits=HUB_SPLITS if name != "mnli" else {"train": "train", "dev": "validation_matched"},
+        from_hub=_hub(*pair_cols), metrics=metric_fn, primary_metric=primary,
     ))
