@@ -152,3 +152,54 @@ def test_allocation_arms_through_the_workflow(tmp_path):
         assert abs(m["train_info"]["budget_match"]["deviation"]) <= 0.02
         assert (res / f"plots/rank_heatmaps/sst2/minilm/{method}/4/32/seed0.png").is_file()
     assert (res / "plots/rank_maps.png").stat().st_size > 10_000
+
+
+def test_seed_studies_dag_builds_offline():
+    # from the repository, as a user runs it: Snakemake merges the file over config/config.yaml
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "-n", "--forceall", "--cores", "2", "--configfile",
+                           str(REPO / "config" / "studies" / "seeds.yaml")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    # S0: 4 GLUE tasks x 2 methods x 2 budgets x 2 bits + CNN/DM 8; S2: 2 x (2 + 3 + 1); S4: 4 x 2
+    assert counts.get("train") == "60" and counts.get("evaluate") == "60", proc.stdout[-2000:]
+    for run in ("mnli/deberta-v3-base/adalora/8/4", "cnn_dailymail/t5-small/lora/2/32",
+                "wikitext2/gpt2/adalora/4/mixed:attn8-ffn4", "alpaca/dialogpt-medium/pattern:empirical/16/32"):
+        assert f"results/runs/{run}/seed0" in proc.stdout
+
+
+@needs_shared_data("wikitext2")
+@pytest.mark.slow
+def test_language_modelling_and_summarization_through_the_workflow(tmp_path):
+    sys.path.insert(0, str(REPO / "tests"))
+    import tiny_models
+
+    gpt2, t5 = (tiny_models.build(f, tmp_path / "models" / f) for f in ("gpt2", "t5"))
+    cfg = {
+        "data_root": str(SHARED_DATA),
+        "study": [{"tasks": ["wikitext2"], "models": ["gpt2"], "methods": ["lora", "adalora"], "budgets": [2],
+                   "bits": ["32"], "seeds": [0]},
+                  {"tasks": ["cnn_dailymail"], "models": ["t5-small"], "methods": ["adalora"], "budgets": [2],
+                   "bits": ["4"], "seeds": [0]}],
+        "models": {"gpt2": {"path": gpt2}, "t5-small": {"path": t5}},
+        "tasks": {"wikitext2": {"files": {"train": "valid.txt"}, "max_train_samples": 20, "max_eval_samples": 20,
+                                "max_length": 64},
+                  "cnn_dailymail": {"files": {"train": "validation_sample_15.jsonl"}, "dev_samples": 4,
+                                    "max_length": 96, "max_target_length": 24,
+                                    "generation": {"max_new_tokens": 6}}},
+        "training": {"max_steps": 6, "batch_size": 4},
+        "methods": {"adalora": {"tinit": 1, "tfinal": 2, "deltaT": 1}},
+        "quantization": {"calibration_samples": 4},
+    }
+    snakemake(tmp_path, config=cfg)
+    summary = pd.read_csv(tmp_path / "results/tables/summary.csv").set_index(["task", "method"])
+    assert summary.loc[("wikitext2", "lora"), "primary_metric"] == "perplexity"
+    assert summary.loc[("cnn_dailymail", "adalora"), "primary_metric"] == "rougeL"
+    assert summary["primary_value_mean"].notna().all()
+    comp = pd.read_csv(tmp_path / "results/tables/comparisons.csv")
+    assert comp.loc[0, "metric"] == "perplexity" and comp.loc[0, "test"].startswith("one seed")
+    m = json.loads((tmp_path / "results/runs/cnn_dailymail/t5-small/adalora/2/4/seed0/metrics.json").read_text())
+    assert m["meta_info"]["base_model"]["quantized"] and m["eval_info"]["problem_type"] == "seq2seq"
+    for png in ("rank_heatmaps/cnn_dailymail/t5-small/adalora/2/4/seed0.png", "quant_diagnostics/t5-small/4.png",
+                "rank_maps.png", "pareto.png"):
+        assert (tmp_path / "results/plots" / png).stat().st_size > 0
