@@ -263,3 +263,32 @@ def test_every_task_and_method_trains_and_scores(task, model, method, bits, tiny
         panels = heatmap_panels(final_ranks(tmp_path / "run", m), model)
         assert [p[0] for p in panels] == (["decoder", "encoder"] if model == "t5-small" else [""])
         assert all(np.isfinite(p[3]).any() for p in panels)
+
+
+def test_sentencepiece_tokenizers_of_deberta_v3_and_t5_load_and_tokenize(tmp_path):
+    """DeBERTa-v3 and T5 ship SentencePiece models (sentencepiece and protobuf are pinned); one
+    trained here stands in for theirs, in their Hub folders' layout."""
+    spm = pytest.importorskip("sentencepiece")
+    from rankbits.modeling import load_tokenizer
+    from rankbits.problems import tokenize
+    from rankbits.tasks import TASKS, text_frame
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"sentence number {i} says the cat sat on mat {i % 13}" for i in range(3000)))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "sp"), vocab_size=100,
+                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)  # T5's ids
+    for name, spm_file, model_type in (("deberta", "spm.model", "deberta-v2"), ("t5", "spiece.model", "t5")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / spm_file).write_bytes((tmp_path / "sp.model").read_bytes())
+        (tmp_path / name / "tokenizer_config.json").write_text("{}")
+        (tmp_path / name / "config.json").write_text(json.dumps({"model_type": model_type}))
+    deb = load_tokenizer("deberta-v3-base", {"path": str(tmp_path / "deberta")})
+    df = pd.DataFrame({"idx": [0], "text": ["the cat sat"], "text_pair": ["on mat"], "label": [1]})
+    ids = tokenize(df, deb, {"max_length": 32}, TASKS.get("mnli"), "encoder", "train")["input_ids"][0]
+    assert deb.unk_token_id not in ids and deb.decode(ids, skip_special_tokens=True) == "the cat sat on mat"
+    t5 = load_tokenizer("t5-small", {"path": str(tmp_path / "t5")})
+    src = text_frame([{"idx": 0, "text": "the cat sat on the mat", "target": "cat sat"}])
+    enc = tokenize(src, t5, {"max_length": 32, "max_target_length": 8}, TASKS.get("cnn_dailymail"),
+                   "encoder-decoder", "dev").iloc[0]
+    assert list(enc["label"])[-1] == t5.eos_token_id
+    assert t5.decode(list(enc["label"]), skip_special_tokens=True) == "cat sat"
