@@ -188,7 +188,7 @@ CASES = {  # task -> (options, tiny models it runs on)
     "wikitext2": ({"files": {"train": "valid.txt"}, "max_train_samples": 10, "max_eval_samples": 20,
                    "max_length": 128, "eval_stride": 64}, ["gpt2", "tinyllama"]),
     "alpaca": ({"files": {"train": "alpaca_en_demo.json"}, "max_train_samples": 8, "dev_samples": 8,
-                "max_length": 96, "max_target_length": 24}, ["gpt2", "t5-small"]),
+                "max_length": 96, "max_target_length": 24}, ["gpt2", "t5-small", "tinyllama"]),
     "cnn_dailymail": ({"files": {"train": "validation_sample_15.jsonl"}, "max_train_samples": 6, "dev_samples": 4,
                        "max_length": 96, "max_target_length": 24, "generation": {"max_new_tokens": 6}},
                       ["gpt2", "t5-small"]),

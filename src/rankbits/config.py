@@ -178,8 +178,10 @@ def run_spec(cfg: dict, run: Run) -> dict:
     }
 
 
+# (files and dev_samples have no default here: a run's spec, and so its config hash, holds them
+# only when they are set, so results from before they existed stay valid)
 TASK_DEFAULTS = {"max_train_samples": None, "max_eval_samples": None, "max_length": 128,
-                 "subset_seed": 0, "selection_samples": 0, "files": {}, "dev_samples": None}
+                 "subset_seed": 0, "selection_samples": 0}
 # options only tasks of a problem type have (the others' specs stay as they were)
 TYPE_DEFAULTS = {"causal_lm": {"eval_stride": None},
                  "seq2seq": {"max_target_length": 128, "generation": {"max_new_tokens": 64, "num_beams": 1}}}
