@@ -5,6 +5,8 @@ its orthogonal regulariser and ``update_and_allocate`` (importance EMA every ste
 deltaT steps) exactly as in a study. Pairs:
   * study setting: LoRA r=B vs AdaLoRA init_r=ceil(1.5 B), target B
   * same init rank: LoRA r=ceil(1.5 B) vs AdaLoRA init_r=ceil(1.5 B), target B
+  * the same AdaLoRA with PEFT's own per-step code (its regulariser loop, importance loop and
+    SVDLinear.forward) instead of rankbits' batched versions (methods/adalora_fast.py)
 Prints median ms/step per arm and the ratios (goal: AdaLoRA / LoRA at the same init rank <= 1.10).
 
     python bench/adalora_overhead.py [--quick] [--budget 8] [--batch 16] [--seq 64] [--device cpu]
@@ -31,7 +33,18 @@ PROBLEM = problem("sst2", "minilm")
 HP = {"lora_alpha": 16, "lora_dropout": 0.0}
 
 
-def arm(method: str, rank: int, budget: int, total: int, device):
+def peft_paths(model) -> None:
+    """Undo rankbits' batched AdaLoRA bookkeeping (methods/adalora_fast.py): PEFT's own code."""
+    from peft.tuners.adalora import AdaLoraModel, RankAllocator
+
+    tuner = model.base_model
+    tuner.forward = AdaLoraModel.forward.__get__(tuner)
+    tuner.rankallocator.update_ipt = RankAllocator.update_ipt.__get__(tuner.rankallocator)
+    for mod in tuner.model.modules():
+        vars(mod).pop("forward", None)
+
+
+def arm(method: str, rank: int, budget: int, total: int, device, peft_only: bool = False):
     transformers.set_seed(0)
     model, _ = load_base("minilm", "32", "sst2", {}, device)
     m = METHODS.get(method)
@@ -39,11 +52,14 @@ def arm(method: str, rank: int, budget: int, total: int, device):
                      if method == "adalora" else {}, "bench")
     opts = m.prepare(budget if method == "adalora" else rank, opts, total, "bench")
     model = attach_adapter(model, "minilm", "sst2", m, budget if method == "adalora" else rank, opts, HP, total)
+    if peft_only:
+        peft_paths(model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     sched = transformers.get_linear_schedule_with_warmup(opt, 0, total)
-    return {"name": f"{method} r={rank}" + (f"->{budget}" if method == "adalora" else ""),
+    return {"name": f"{method} r={rank}" + (f"->{budget}" if method == "adalora" else "")
+            + (" (PEFT's paths)" if peft_only else ""),
             "model": model, "params": params, "opt": opt, "sched": sched, "step": 0,
             "hook": lambda step: m.on_optimizer_step(SimpleNamespace(model=model), step),
             "times": []}
@@ -78,7 +94,8 @@ def main() -> None:
     total = 10 * args.rounds * args.steps + 10  # AdaLoRA stays in its pruning phase throughout
     arms = [arm("lora", args.budget, args.budget, total, device),
             arm("adalora", high, args.budget, total, device),
-            arm("lora", high, args.budget, total, device)]
+            arm("lora", high, args.budget, total, device),
+            arm("adalora", high, args.budget, total, device, peft_only=True)]
     g = torch.Generator().manual_seed(0)
     batch = {"input_ids": torch.randint(1000, 20000, (args.batch, args.seq), generator=g),
              "attention_mask": torch.ones(args.batch, args.seq, dtype=torch.long),
@@ -94,11 +111,13 @@ def main() -> None:
     print(f"device={device.type} threads={args.threads} batch={args.batch} seq={args.seq} "
           f"rounds={args.rounds}x{args.steps} torch={versions()['torch']} peft={versions()['peft']}")
     for name, ms in med.items():
-        print(f"  {name:<20} median {ms:8.1f} ms/step")
+        print(f"  {name:<36} median {ms:8.1f} ms/step")
     names = list(med)
     print(f"ratio AdaLoRA/LoRA, study setting (init {high} vs r {args.budget}): "
           f"{med[names[1]] / med[names[0]]:.3f}")
     print(f"ratio AdaLoRA/LoRA, same init rank ({high}): {med[names[1]] / med[names[2]]:.3f} (goal <= 1.10)")
+    print(f"ratio AdaLoRA with PEFT's own per-step code / LoRA, same init rank: "
+          f"{med[names[3]] / med[names[2]]:.3f} (before rankbits' batched bookkeeping)")
 
 
 if __name__ == "__main__":

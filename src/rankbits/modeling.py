@@ -86,7 +86,9 @@ def attach_adapter(model, model_name: str, task: str, method, budget: int, opts:
     cfg.fan_in_fan_out = any(type(m).__name__ == "Conv1D" for m in model.modules())
     if prob.peft_task_type == "SEQ_CLS":
         cfg.modules_to_save = sorted(set(cfg.modules_to_save or []) | set(family.cls_head))
-    return get_peft_model(model, cfg)
+    peft_model = get_peft_model(model, cfg)
+    method.on_attach(peft_model)
+    return peft_model
 
 
 def load_base_backbone(model: str, bits: str, options: dict, device):

@@ -58,6 +58,9 @@ class Method:
                     total_steps: int, task_type: str, allocation: dict[str, int] | None):
         raise NotImplementedError
 
+    def on_attach(self, model) -> None:
+        """Called on the PEFT model right after the adapter is attached (before training)."""
+
     def setup(self, ctx) -> None:
         """Called once the optimizer exists, before the first step (``ctx``: ``TrainContext``)."""
 

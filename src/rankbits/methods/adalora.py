@@ -61,6 +61,11 @@ class AdaLoRA(Method):
             target_modules=list(target_modules), task_type=task_type,
         )
 
+    def on_attach(self, model):
+        from .adalora_fast import install
+
+        install(model)  # PEFT's per-step bookkeeping, batched (same values)
+
     def on_optimizer_step(self, ctx, step):
         ctx.model.base_model.update_and_allocate(step)
 

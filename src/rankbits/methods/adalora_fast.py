@@ -1,0 +1,111 @@
+"""AdaLoRA's per-step bookkeeping, computed as PEFT computes it but batched.
+
+PEFT's ``AdaLoraModel.forward`` adds the orthogonal regulariser by looping over every A and B
+matrix (a matmul, an identity and a norm each), and ``RankAllocator.update_ipt`` updates the
+importance EMAs with five small ops per adapter tensor, every step. On a small model these loops,
+not the arithmetic, are AdaLoRA's overhead over LoRA (bench/RESULTS.md). Here:
+
+- ``update_ipt``: the same operations in the same order on lists of tensors (``torch._foreach_*``),
+  so the scores are bit-identical to PEFT's;
+- the regulariser: the r x r Gram matrices of all A (and B) matrices of one shape in one batched
+  matmul, the Frobenius norms of (G - I) at once; the same value as PEFT's up to the order of a
+  float sum (tests/test_adalora_fast.py).
+
+``install(peft_model)`` swaps both in on one model; nothing else of PEFT's AdaLoRA changes.
+"""
+from __future__ import annotations
+
+import types
+
+import torch
+
+
+def update_ipt(self, model) -> None:
+    """``RankAllocator.update_ipt`` (sensitivity |p * grad|, its EMA, and the EMA of its deviation)
+    with ``torch._foreach`` ops. ``self._rankbits_params``: the adapter parameters, by name."""
+    named = self._rankbits_params
+    with torch.no_grad():
+        for n, p in named:
+            if n not in self.ipt:
+                self.ipt[n] = torch.zeros_like(p)
+                self.exp_avg_ipt[n] = torch.zeros_like(p)
+                self.exp_avg_unc[n] = torch.zeros_like(p)
+        names = [n for n, _ in named]
+        ipt = torch._foreach_mul([p for _, p in named], [p.grad for _, p in named])
+        torch._foreach_abs_(ipt)
+        avg = torch._foreach_add(torch._foreach_mul([self.exp_avg_ipt[n] for n in names], self.beta1),
+                                 torch._foreach_mul(ipt, 1 - self.beta1))
+        dev = torch._foreach_sub(ipt, avg)
+        torch._foreach_abs_(dev)
+        unc = torch._foreach_add(torch._foreach_mul([self.exp_avg_unc[n] for n in names], self.beta2),
+                                 torch._foreach_mul(dev, 1 - self.beta2))
+        for n, a, b, c in zip(names, ipt, avg, unc):
+            self.ipt[n], self.exp_avg_ipt[n], self.exp_avg_unc[n] = a, b, c
+
+
+def orth_penalty(groups: list[tuple[list[torch.Tensor], bool]]) -> torch.Tensor:
+    """Mean over matrices of ||G - I||_F, G = A A^T for an A (r x in), B^T B for a B (out x r);
+    ``groups``: matrices of one shape and whether they are A matrices."""
+    norms = []
+    for mats, is_a in groups:
+        m = torch.stack(mats)
+        gram = m @ m.transpose(1, 2) if is_a else m.transpose(1, 2) @ m
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        norms.append(torch.linalg.matrix_norm(gram - eye, ord="fro"))
+    norms = torch.cat(norms)
+    return norms.sum() / len(norms)
+
+
+def forward(self, *args, **kwargs):
+    """``AdaLoraModel.forward`` with the regulariser batched (``orth_penalty``)."""
+    outputs = self.model.forward(*args, **kwargs)
+    if (getattr(outputs, "loss", None) is not None) and isinstance(outputs.loss, torch.Tensor):
+        weight = self.peft_config[self.trainable_adapter_name].orth_reg_weight
+        if weight < 0:
+            raise ValueError("orth_reg_weight should be greater than or equal to 0. ")
+        if self._rankbits_groups:
+            outputs.loss += weight * orth_penalty(self._rankbits_groups)
+    return outputs
+
+
+def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """``SVDLinear.forward`` with the scale (alpha / ranknum) applied to the rank-r intermediate
+    instead of the layer's full output: two full-size elementwise passes fewer, forward and
+    backward; the same product up to float rounding."""
+    if self.disable_adapters or self.merged:
+        return type(self).forward(self, x, *args, **kwargs)
+    result = self.base_layer(x, *args, **kwargs)
+    for active_adapter in self.active_adapters:
+        if active_adapter not in self.lora_A.keys():
+            continue
+        lora_a, lora_e = self.lora_A[active_adapter], self.lora_E[active_adapter]
+        x = self._cast_input_dtype(x, lora_a.dtype)
+        h = self.lora_dropout[active_adapter](x) @ (lora_a * lora_e).T
+        h = h * (self.scaling[active_adapter] / (self.ranknum[active_adapter] + 1e-5))
+        result += h @ self.lora_B[active_adapter].T
+    return result
+
+
+def install(peft_model) -> None:
+    """Use the batched bookkeeping on ``peft_model`` (a PEFT model with an AdaLoRA adapter in
+    training). Parameter shapes never change in AdaLoRA training (pruning masks lora_E), so the
+    parameter lists are taken once."""
+    tuner = peft_model.base_model
+    adapter = tuner.trainable_adapter_name
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for n, p in tuner.model.named_parameters():
+        if ("lora_A" in n or "lora_B" in n) and adapter in n:
+            if p.numel() == 0:  # a sharded (ZeRO-3) parameter: leave PEFT's own path in place
+                return
+            groups.setdefault((tuple(p.shape), "lora_A" in n), []).append(p)
+    tuner._rankbits_groups = [(mats, is_a) for (_, is_a), mats in groups.items()]
+    tuner.forward = types.MethodType(forward, tuner)
+    alloc = tuner.rankallocator
+    alloc._rankbits_params = [(n, p) for n, p in tuner.model.named_parameters()
+                              if "lora_" in n and alloc.adapter_name in n]
+    alloc.update_ipt = types.MethodType(update_ipt, alloc)
+    from peft.tuners.adalora import SVDLinear
+
+    for mod in tuner.model.modules():
+        if type(mod) is SVDLinear:
+            mod.forward = types.MethodType(svd_forward, mod)
