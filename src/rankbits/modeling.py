@@ -1,6 +1,7 @@
 """Loading a registered model at a registered bit-width, and preparing quantized bases."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def load_tokenizer(model: str, options: dict):
     return tok
 
 
+@functools.lru_cache(maxsize=None)
+def pad_token_id(model: str, source: str) -> int | None:
+    """The padding id of ``model``'s tokenizer at ``source``, as ``load_tokenizer`` sets it (read
+    once per process: a training run may load its base more than once)."""
+    return load_tokenizer(model, {"path": source}).pad_token_id
+
+
 def backbone_class(model: str):
     import transformers
 
@@ -54,7 +62,7 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
     kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, HEAD_MODULES)
     if prob.auto_class == "AutoModelForSequenceClassification":
         kwargs["num_labels"] = prob.task.num_labels
-        kwargs["pad_token_id"] = load_tokenizer(model, options).pad_token_id  # decoders need it
+        kwargs["pad_token_id"] = pad_token_id(model, _source(model, options))  # decoders need it
     src = _source(model, options)
     if BITS.get(bits).quantized:
         if base_dir is None:
