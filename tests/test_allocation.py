@@ -35,7 +35,7 @@ SHAPES_UNDER_TEST = {"minilm (6 x 384, 36 modules)": bert_dims(6, 384, 1536),
 @pytest.mark.parametrize("budget", [2, 4, 8, 16])
 def test_every_pattern_matches_the_uniform_budget_within_2_percent(pattern, budget, dims):
     method = METHODS.get(f"pattern:{pattern}")
-    ctx = SimpleNamespace(dims=dims, run=SimpleNamespace(budget=budget), locate=BERT.locate, stack=BERT.stack,
+    ctx = SimpleNamespace(dims=dims, run=SimpleNamespace(budget=budget), family=BERT,
                           opts=method.options({}, "t"))
     ranks = method.allocate(ctx)
     assert set(ranks) == set(dims)
@@ -50,7 +50,7 @@ def test_patterns_have_their_shape():
 
     def ranks(pattern):
         m = METHODS.get(f"pattern:{pattern}")
-        return m.allocate(SimpleNamespace(dims=dims, run=SimpleNamespace(budget=8), locate=BERT.locate, stack=BERT.stack,
+        return m.allocate(SimpleNamespace(dims=dims, run=SimpleNamespace(budget=8), family=BERT,
                                           opts=m.options({}, "t")))
 
     q = "bert.encoder.layer.{}.attention.self.query"

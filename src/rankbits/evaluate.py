@@ -8,12 +8,11 @@ from datetime import datetime, timezone
 import pandas as pd
 import torch
 
-from .batching import Batches
 from .config import Run
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_tokenizer
-from .problems import generator, problem, score
+from .problems import problem, score_split
 from .runtime import advises_on_oom, git_commit, peak_memory, pick_device, repo_root
 from .selection import selection_record
 from .tasks import TASKS
@@ -76,9 +75,8 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     if adapter_ranks(model) != read_json(f"{train_dir}/rank_pattern.json"):
         raise RuntimeError(f"{train_dir}/adapter: its ranks differ from rank_pattern.json")
     hp = spec["training"]
-    pred, values, loss = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True),
-                               device, prob, generator(prob, tokenizer, spec["task_options"],
-                                                       hp["eval_batch_size"]))
+    pred, values, loss = score_split(model, df, prob, tokenizer, spec["task_options"], hp["eval_batch_size"],
+                                     device)
     pred.insert(0, "idx", df["idx"].to_numpy()[pred["row"]])
     if prob.task.problem_type == "classification":
         pred.insert(1, "label", df["label"].to_numpy()[pred["row"]])

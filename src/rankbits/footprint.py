@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 
-HEAD_PREFIXES = ("pooler", "classifier", "bert.pooler", "pre_classifier", "score", "classification_head",
-                 "lm_head")
+from .models import HEAD_MODULES, is_conv1d
 
 
 def quantized_params(module: torch.nn.Module) -> int | None:
@@ -36,7 +35,7 @@ def quant_constants(module: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def component(name: str, module: torch.nn.Module) -> str:
-    if name.startswith(HEAD_PREFIXES):
+    if name.startswith(HEAD_MODULES):
         return "head"
     if isinstance(module, torch.nn.Embedding):
         return "embeddings"
@@ -44,7 +43,7 @@ def component(name: str, module: torch.nn.Module) -> str:
         return "norms"
     if quantized_params(module) is not None:
         return "quantized_linear_weights"
-    if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+    if isinstance(module, torch.nn.Linear) or is_conv1d(module):
         return "unquantized_linear"
     return "other"
 

@@ -6,14 +6,8 @@ import os
 from pathlib import Path
 
 from .bits import BITS, UnsupportedOnDevice
-from .models import MODELS
+from .models import HEAD_MODULES, MODELS, is_conv1d
 from .problems import problem
-
-# Heads (created for the task, or an LM's output layer) are never quantized (see the
-# bitsandbytes-on-CPU trap). transformers matches these from the start of a module name or as
-# its suffix: BERT's pooler is "pooler" in the backbone, "bert.pooler" under a task head.
-HEAD_MODULES = ["classifier", "pre_classifier", "pooler", "bert.pooler", "score", "classification_head",
-                "lm_head"]
 # what prepare_base loads and saves per architecture: the pretrained model with its LM head where
 # it has one, so that every problem type can be loaded from the saved base
 BACKBONES = {"encoder": "AutoModel", "decoder": "AutoModelForCausalLM",
@@ -59,11 +53,11 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
     """(model with the task's head on ``device``, facts about how it was loaded). A quantized
     base is read from ``base_dir`` (written by :func:`prepare_base`), never quantized again."""
     spec, prob = MODELS.get(model), problem(task, model)
-    kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, HEAD_MODULES)
+    kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, list(HEAD_MODULES))
+    src = _source(model, options)
     if prob.auto_class == "AutoModelForSequenceClassification":
         kwargs["num_labels"] = prob.task.num_labels
-        kwargs["pad_token_id"] = pad_token_id(model, _source(model, options))  # decoders need it
-    src = _source(model, options)
+        kwargs["pad_token_id"] = pad_token_id(model, src)  # decoders need it
     if BITS.get(bits).quantized:
         if base_dir is None:
             raise ValueError(f"bits {bits!r} needs the prepared base (results/base/<model>/<bits>)")
@@ -91,7 +85,7 @@ def attach_adapter(model, model_name: str, task: str, method, budget: int, opts:
                              target_modules=family.target_modules,
                              task_type=prob.peft_task_type, allocation=allocation)
     # GPT-2's Conv1D layers store weights in x out; bitsandbytes turns them into Linear layers
-    cfg.fan_in_fan_out = any(type(m).__name__ == "Conv1D" for m in model.modules())
+    cfg.fan_in_fan_out = any(is_conv1d(m) for m in model.modules())
     if prob.peft_task_type == "SEQ_CLS":
         cfg.modules_to_save = sorted(set(cfg.modules_to_save or []) | set(family.cls_head))
     peft_model = get_peft_model(model, cfg)
@@ -102,7 +96,7 @@ def attach_adapter(model, model_name: str, task: str, method, budget: int, opts:
 def load_base_backbone(model: str, bits: str, options: dict, device):
     """The pretrained model without a task head (with its LM head, for a decoder or an
     encoder-decoder: see ``BACKBONES``), quantized for ``bits`` from the original weights."""
-    kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, HEAD_MODULES)
+    kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, list(HEAD_MODULES))
     src = _source(model, options)
     m = _from_pretrained(backbone_class(model), src, device, kwargs, bits)
     return m, {"source": src, "family": MODELS.get(model).family.name, **bit_info}

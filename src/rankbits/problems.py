@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .batching import Batches
 from .models import MODELS
 from .tasks import TASKS, DataError, Task
 
@@ -247,6 +248,13 @@ def score(model, batches, device, prob: Problem, generator=None, metrics: bool =
             pred[k] = v
         values = {**{k: float(np.mean(v)) for k, v in per_row.items()}, **values}
     return pred, values, loss
+
+
+def score_split(model, df: pd.DataFrame, prob: Problem, tokenizer, task_options: dict, batch_size: int,
+                device) -> tuple[pd.DataFrame, dict, float]:
+    """``score`` with the task's metrics on a tokenised split (generating where the task does)."""
+    return score(model, Batches(df, batch_size, tokenizer.pad_token_id, True), device, prob,
+                 generator(prob, tokenizer, task_options, batch_size))
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, list[float]]:

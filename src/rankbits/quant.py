@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .footprint import quantized_params
+from .models import is_conv1d
 
 
 def dequantized_weight(module: torch.nn.Module) -> torch.Tensor:
@@ -41,7 +42,7 @@ def diagnostics(quantized: torch.nn.Module, reference: torch.nn.Module, batch: d
             continue
         ref = ref_modules[name]
         w, wq = ref.weight.float(), dequantized_weight(qmod)
-        if type(ref).__name__ == "Conv1D":  # GPT-2 stores in x out
+        if is_conv1d(ref):  # GPT-2 stores in x out
             w = w.t()
         x = inputs[name]
         y = ref(x).float().flatten()

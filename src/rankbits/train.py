@@ -35,8 +35,8 @@ from .allocation import budget_record
 from .footprint import footprint
 from .methods import METHODS, module_dims
 from .modeling import attach_adapter, load_base, load_tokenizer
-from .models import MODELS
-from .problems import Problem, generator, problem, score, task_loss
+from .models import MODELS, Family
+from .problems import Problem, problem, score, score_split, task_loss
 from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
 
 
@@ -81,8 +81,7 @@ class Context:
     opts: dict
     hp: dict
     dims: dict[str, tuple[int, int]]
-    locate: Callable[[str], tuple[int, str]]
-    stack: Callable[[str], str]  # "encoder" / "decoder" of an encoder-decoder, else ""
+    family: Family  # locate(module) -> (layer, kind); stack(module) -> "encoder" / "decoder" / ""
     upstream_dir: str | None = None
     probe: Callable | None = None
     val_loss: Callable[[], float] | None = None
@@ -137,8 +136,7 @@ def score_selection(model, path: str | None, prob: Problem, hp: dict, tokenizer,
         return None
     task = prob.task
     model.eval()
-    _, values, loss = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device,
-                            prob, generator(prob, tokenizer, task_opts, hp["eval_batch_size"]))
+    _, values, loss = score_split(model, df, prob, tokenizer, task_opts, hp["eval_batch_size"], device)
     return {"metrics": values, "primary_metric": task.primary_metric,
             "primary_value": values[task.primary_metric], "higher_is_better": task.higher_is_better,
             "loss": loss, "n": len(df)}
@@ -215,9 +213,8 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     ckpt = Checkpointer(checkpoint_dir, config_hash(spec), checkpoint_every)
     resume = ckpt.load(device)
     model, base_info = base_model()
-    ctx = Context(run=run, opts=opts, hp=hp,
-                  dims=MODELS.get(run.model).family.target_dims(model),
-                  locate=MODELS.get(run.model).family.locate, stack=MODELS.get(run.model).family.stack,
+    family = MODELS.get(run.model).family
+    ctx = Context(run=run, opts=opts, hp=hp, dims=family.target_dims(model), family=family,
                   upstream_dir=upstream_dir, probe=probe,
                   val_loss=val_loss if val_batches is not None else None)
     if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of

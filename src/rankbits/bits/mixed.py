@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..models import ATTENTION as ATTN
-from ..models import FFN, MODELS, linear_dims
+from ..models import FFN, HEAD_MODULES, MODELS, is_conv1d, linear_dims
 from . import BITS, BitsSpec
 from .bnb import four_bit
 INT8_FILE = "int8_layers.safetensors"
@@ -41,7 +41,7 @@ def _weight(layer: torch.nn.Module) -> tuple[int, int, torch.Tensor]:
     """(in, out, out x in fp32 weight on the CPU) of a Linear or a GPT-2 Conv1D (stored in x out)."""
     n_in, n_out = linear_dims(layer)
     w = layer.weight.data.float().cpu()
-    return n_in, n_out, (w.t() if type(layer).__name__ == "Conv1D" else w).contiguous().clone()
+    return n_in, n_out, (w.t() if is_conv1d(layer) else w).contiguous().clone()
 
 
 def to_int8(linear: torch.nn.Module, device) -> torch.nn.Module:
@@ -79,7 +79,7 @@ def quantize_modules(model: torch.nn.Module, bit_map: dict[str, int], device) ->
     convert = {8: to_int8, 4: to_nf4}
     for name, bits in bit_map.items():
         linear = model.get_submodule(name)
-        if type(linear) is not torch.nn.Linear and type(linear).__name__ != "Conv1D":
+        if type(linear) is not torch.nn.Linear and not is_conv1d(linear):
             raise TypeError(f"{name}: expected a full-precision Linear to quantize, found {type(linear).__name__}")
         set_module(model, name, convert[bits](linear, device))
     return model
@@ -120,7 +120,7 @@ def make(arg: str) -> BitsSpec:
         return kwargs, {**info, "weight_dtype": f"mixed int8/nf4 ({arg})"}
 
     def build(model: str, options: dict, device, calibration: dict | None):
-        from ..modeling import HEAD_MODULES, backbone_class, load_base_backbone
+        from ..modeling import backbone_class, load_base_backbone
         from ..quant import diagnostics
 
         family = MODELS.get(model).family
@@ -137,7 +137,7 @@ def make(arg: str) -> BitsSpec:
                                 for r in diagnostics(q, ref, calibration, family.locate)}
             sensitivity = {n: errors["4"][n] - errors["8"][n] for n in linears}
         eight = eight_bit_set(preset, k, linears, sensitivity)
-        kwargs, info = load_kwargs(device.type, HEAD_MODULES + sorted(eight))
+        kwargs, info = load_kwargs(device.type, [*HEAD_MODULES, *sorted(eight)])
         m = backbone_class(model).from_pretrained(ref.name_or_path, **kwargs, device_map={"": str(device)})
         ref_modules = dict(ref.named_modules())
         for n in eight:

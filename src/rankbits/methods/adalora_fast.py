@@ -97,18 +97,18 @@ def install(peft_model) -> None:
     training). Parameter shapes never change in AdaLoRA training (pruning masks lora_E), so the
     parameter lists are taken once."""
     tuner = peft_model.base_model
-    adapter = tuner.trainable_adapter_name
+    alloc = tuner.rankallocator
+    adapter = tuner.trainable_adapter_name  # the allocator's adapter too
+    named = [(n, p) for n, p in tuner.model.named_parameters() if "lora_" in n and adapter in n]
+    if any(p.numel() == 0 for _, p in named):  # sharded (ZeRO-3) parameters: keep PEFT's own paths
+        return
     groups: dict[tuple, list[torch.Tensor]] = {}
-    for n, p in tuner.model.named_parameters():
-        if ("lora_A" in n or "lora_B" in n) and adapter in n:
-            if p.numel() == 0:  # a sharded (ZeRO-3) parameter: leave PEFT's own path in place
-                return
+    for n, p in named:
+        if "lora_A" in n or "lora_B" in n:
             groups.setdefault((tuple(p.shape), "lora_A" in n), []).append(p)
     tuner._rankbits_groups = [(mats, is_a) for (_, is_a), mats in groups.items()]
     tuner.forward = types.MethodType(forward, tuner)
-    alloc = tuner.rankallocator
-    alloc._rankbits_params = [(n, p) for n, p in tuner.model.named_parameters()
-                              if "lora_" in n and alloc.adapter_name in n]
+    alloc._rankbits_params = named
     alloc.update_ipt = types.MethodType(update_ipt, alloc)
     for mod in tuner.model.modules():
         if type(mod).__name__ in ("SVDLinear", "SVDLinear4bit"):  # LLM.int8 layers keep PEFT's

@@ -53,7 +53,7 @@ class Pattern(AllocatedLoRA):
     def weights(self, ctx):
         """Depth is counted within a module's stack (an encoder-decoder's encoder and decoder
         each run from their first layer to their last)."""
-        located = {m: (ctx.stack(m), *ctx.locate(m)) for m in ctx.dims}
+        located = {m: (ctx.family.stack(m), *ctx.family.locate(m)) for m in ctx.dims}
         layers = {s: sorted({layer for st, layer, _ in located.values() if st == s})
                   for s, _, _ in located.values()}
         return {m: SHAPES[self.shape](layers[s].index(layer), kind, len(layers[s]), ctx.opts)

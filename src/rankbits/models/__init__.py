@@ -15,6 +15,17 @@ KINDS = ("Wq", "Wk", "Wv", "Wqkv", "Wo", "Xq", "Xk", "Xv", "Xo", "Wg", "Wf1", "W
 ATTENTION = {"Wq", "Wk", "Wv", "Wqkv", "Wo", "Xq", "Xk", "Xv", "Xo"}
 FFN = {"Wg", "Wf1", "Wf2"}
 ARCHITECTURES = ("encoder", "decoder", "encoder-decoder")
+# Heads (created for a task, or an LM's output layer), by the names the families' models give
+# them: never quantized, and counted apart in footprints. transformers matches these from the
+# start of a module name or as its suffix: BERT's pooler is "pooler" in the backbone,
+# "bert.pooler" under a task head.
+HEAD_MODULES = ("classifier", "pre_classifier", "pooler", "bert.pooler", "score", "classification_head",
+                "lm_head")
+
+
+def is_conv1d(module) -> bool:
+    """A ``transformers`` Conv1D (GPT-2's projections): a Linear with its weight stored in x out."""
+    return type(module).__name__ == "Conv1D"
 
 
 def linear_dims(module) -> tuple[int, int] | None:
@@ -24,7 +35,7 @@ def linear_dims(module) -> tuple[int, int] | None:
 
     if isinstance(module, torch.nn.Linear):
         return int(module.in_features), int(module.out_features)
-    if type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None:
+    if is_conv1d(module) and getattr(module, "weight", None) is not None:
         return tuple(int(d) for d in module.weight.shape)  # (nx, nf)
     return None
 
