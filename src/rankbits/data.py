@@ -117,7 +117,7 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
 
 def text_keys(df: pd.DataFrame) -> pd.Series:
     """One string per row naming its input text(s), for overlap checks between splits."""
-    pair = df["text_pair"].fillna("") if "text_pair" in df else ""
+    pair = df["text_pair"].fillna("").astype(str) if "text_pair" in df else ""
     key = df["text"].astype(str).str.strip() + "\t" + pair
     return key.where(key.str.strip() != "", "")
 

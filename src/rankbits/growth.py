@@ -81,12 +81,13 @@ def grow_layer(layer, adapter: str, delta: int, optimizer: torch.optim.Optimizer
 
 
 def _kaiming_uniform(t: torch.Tensor, generator: torch.Generator | None) -> None:
-    """torch.nn.init.kaiming_uniform_(t, a=sqrt(5)) as PEFT initialises lora_A, from ``generator``."""
+    """torch.nn.init.kaiming_uniform_(t, a=sqrt(5)) as PEFT initialises lora_A, from ``generator``
+    (a CPU generator: drawn on the CPU and copied, so a run grows the same values on any device)."""
     fan_in = t.shape[1]
     gain = math.sqrt(2.0 / (1 + 5))
     bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
     with torch.no_grad():
-        t.uniform_(-bound, bound, generator=generator)
+        t.copy_(torch.empty(t.shape, dtype=t.dtype).uniform_(-bound, bound, generator=generator))
 
 
 class SliceControl:

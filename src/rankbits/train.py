@@ -114,9 +114,10 @@ def optimizer_step(model, batch, trainable, optimizer, scheduler, hook, step, ma
     return task, out.loss.detach().float(), gnorm.detach().float(), False
 
 
-def make_optimizer(params, hp: dict, quantized: bool, device):
-    """AdamW; paged AdamW (bitsandbytes) for a quantized base on CUDA, as the QLoRA recipe."""
-    if quantized and device.type == "cuda" and hp["paged_optimizer"]:
+def make_optimizer(params, hp: dict, quantized: bool, device, paged_ok: bool = True):
+    """AdamW; paged AdamW (bitsandbytes) for a quantized base on CUDA, as the QLoRA recipe,
+    unless the method needs torch's AdamW (``paged_ok`` False)."""
+    if quantized and device.type == "cuda" and hp["paged_optimizer"] and paged_ok:
         import bitsandbytes as bnb
 
         return bnb.optim.PagedAdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"]), "PagedAdamW"
@@ -237,7 +238,8 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                                if p.requires_grad and "lora_" in n),
     }
     params["head"] = params["trainable"] - params["adapter_initial"]
-    optimizer, base_info["optimizer"] = make_optimizer(trainable, hp, base_info["quantized"], device)
+    optimizer, base_info["optimizer"] = make_optimizer(trainable, hp, base_info["quantized"], device,
+                                                       method.paged_optimizer)
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(round(hp["warmup_ratio"] * steps)), steps)
     ctx.model, ctx.optimizer, ctx.trainable = model, optimizer, trainable

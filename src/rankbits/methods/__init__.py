@@ -25,6 +25,9 @@ class Method:
     upstream: str | None = None
     # sets the base's per-layer precision itself (``adapt_base``): runs only with bits "32"
     own_bits: bool = False
+    # may train with bitsandbytes' paged AdamW (quantized base on CUDA, training.paged_optimizer);
+    # False: the method works on torch's AdamW state and always gets torch's AdamW
+    paged_optimizer: bool = True
 
     def options(self, user: dict, where: str) -> dict:
         from ..config import ConfigError

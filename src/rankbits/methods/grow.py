@@ -17,6 +17,7 @@ class Grow(LoRA):
     name = "grow"
     label = "grow on plateau"
     rank_adaptive = True
+    paged_optimizer = False  # growth resizes torch AdamW's exp_avg / exp_avg_sq
     defaults = {
         "r_start": None,  # None: budget // 4, at least 1
         "delta_r": None,  # None: budget // 4, at least 1
@@ -56,9 +57,7 @@ class Grow(LoRA):
     def setup(self, ctx):
         from ..growth import SliceControl
 
-        if not isinstance(ctx.optimizer, torch.optim.AdamW):
-            raise TypeError(f"{ctx.run.path}: grow needs torch's AdamW for its optimizer surgery; "
-                            f"set training.paged_optimizer: false")
+        assert isinstance(ctx.optimizer, torch.optim.AdamW), "paged_optimizer = False gives torch's AdamW"
         ctx.state.update(best=float("inf"), bad=0, rank=ctx.opts["r_start"],
                          control=SliceControl(ctx.optimizer, float(ctx.opts["new_rank_lr_mult"])),
                          generator=torch.Generator().manual_seed(ctx.run.seed))
