@@ -7,11 +7,13 @@ not the arithmetic, are AdaLoRA's overhead over LoRA (bench/RESULTS.md). Here:
 
 - ``update_ipt``: the same operations in the same order on lists of tensors (``torch._foreach_*``),
   so the scores are bit-identical to PEFT's;
+- ``mask_using_rank_pattern`` (every step after the final allocation): masks kept on the device;
+- ``SVDLinear.forward``: the scale as a number and the last product fused (``svd_forward``);
 - the regulariser: the r x r Gram matrices of all A (and B) matrices of one shape in one batched
   matmul, the Frobenius norms of (G - I) at once; the same value as PEFT's up to the order of a
   float sum (tests/test_adalora_fast.py).
 
-``install(peft_model)`` swaps both in on one model; nothing else of PEFT's AdaLoRA changes.
+``install(peft_model)`` swaps these in on one model; nothing else of PEFT's AdaLoRA changes.
 """
 from __future__ import annotations
 
@@ -33,14 +35,18 @@ def update_ipt(self, model) -> None:
         names = [n for n, _ in named]
         ipt = torch._foreach_mul([p for _, p in named], [p.grad for _, p in named])
         torch._foreach_abs_(ipt)
-        avg = torch._foreach_add(torch._foreach_mul([self.exp_avg_ipt[n] for n in names], self.beta1),
-                                 torch._foreach_mul(ipt, 1 - self.beta1))
+        # the EMAs in place (PEFT builds new tensors): the same operations in the same order
+        avg = [self.exp_avg_ipt[n] for n in names]
+        torch._foreach_mul_(avg, self.beta1)
+        torch._foreach_add_(avg, torch._foreach_mul(ipt, 1 - self.beta1))
         dev = torch._foreach_sub(ipt, avg)
         torch._foreach_abs_(dev)
-        unc = torch._foreach_add(torch._foreach_mul([self.exp_avg_unc[n] for n in names], self.beta2),
-                                 torch._foreach_mul(dev, 1 - self.beta2))
-        for n, a, b, c in zip(names, ipt, avg, unc):
-            self.ipt[n], self.exp_avg_ipt[n], self.exp_avg_unc[n] = a, b, c
+        torch._foreach_mul_(dev, 1 - self.beta2)
+        unc = [self.exp_avg_unc[n] for n in names]
+        torch._foreach_mul_(unc, self.beta2)
+        torch._foreach_add_(unc, dev)
+        for n, a in zip(names, ipt):
+            self.ipt[n] = a
 
 
 def orth_penalty(groups: list[tuple[list[torch.Tensor], bool]]) -> torch.Tensor:
@@ -69,9 +75,10 @@ def forward(self, *args, **kwargs):
 
 
 def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``SVDLinear.forward`` (and ``SVDLinear4bit``'s) with the scale (alpha / ranknum) applied to
-    the rank-r intermediate instead of the layer's full output: two full-size elementwise passes
-    fewer, forward and backward; the same product up to float rounding."""
+    """``SVDLinear.forward`` (and ``SVDLinear4bit``'s) with fewer kernels per call: the scale
+    (alpha / ranknum, fixed in training) is a number taken once, and where the layer's output has
+    the adapter's dtype, ``result + scale * (h @ B^T)`` is one ``addmm``; the same product up to
+    float rounding."""
     if self.disable_adapters or self.merged:
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x, *args, **kwargs)
@@ -81,15 +88,38 @@ def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     for active_adapter in self.active_adapters:
         if active_adapter not in self.lora_A.keys():
             continue
-        lora_a, lora_e = self.lora_A[active_adapter], self.lora_E[active_adapter]
+        lora_a, lora_e, lora_b = (self.lora_A[active_adapter], self.lora_E[active_adapter],
+                                  self.lora_B[active_adapter])
+        scale = self._rankbits_scale[active_adapter]
         x = self._cast_input_dtype(x, lora_a.dtype)
         h = self.lora_dropout[active_adapter](x) @ (lora_a * lora_e).T
-        h = h * (self.scaling[active_adapter] / (self.ranknum[active_adapter] + 1e-5))
-        out = h @ self.lora_B[active_adapter].T
-        if quantized and not torch.is_autocast_enabled():
-            out = out.to(result.dtype)
-        result += out
+        if result.dtype == h.dtype and not torch.is_autocast_enabled():
+            shape = result.shape
+            result = torch.addmm(result.reshape(-1, shape[-1]), h.reshape(-1, h.shape[-1]), lora_b.T,
+                                 alpha=scale).view(shape)
+        else:  # bf16 output of a 4-bit layer: the adapter product in its own dtype, then cast
+            out = (h * scale) @ lora_b.T
+            if quantized and not torch.is_autocast_enabled():
+                out = out.to(result.dtype)
+            result += out
     return result
+
+
+def mask_using_rank_pattern(self, model, rank_pattern) -> None:
+    """``RankAllocator.mask_using_rank_pattern`` (re-zeroes pruned singular values every step
+    after the final allocation) with the masks built once per pattern and kept on the device,
+    instead of 36 host-to-device copies of Python lists a step."""
+    if self._rankbits_masks is None or self._rankbits_masks[0] is not rank_pattern:
+        truncated = self.adapter_name not in next(iter(rank_pattern))
+        masks = []
+        for n, p in self._rankbits_params:
+            if f"lora_E.{self.adapter_name}" in n:
+                key = n.replace(f".{self.adapter_name}", "") if truncated else n
+                masks.append((p, ~torch.tensor(rank_pattern[key], dtype=torch.bool, device=p.device).unsqueeze(-1)))
+        self._rankbits_masks = (rank_pattern, masks)
+    with torch.no_grad():
+        for p, pruned in self._rankbits_masks[1]:
+            p.masked_fill_(pruned, 0.0)
 
 
 def install(peft_model) -> None:
@@ -108,8 +138,15 @@ def install(peft_model) -> None:
             groups.setdefault((tuple(p.shape), "lora_A" in n), []).append(p)
     tuner._rankbits_groups = [(mats, is_a) for (_, is_a), mats in groups.items()]
     tuner.forward = types.MethodType(forward, tuner)
-    alloc._rankbits_params = named
+    alloc._rankbits_params, alloc._rankbits_masks = named, None
     alloc.update_ipt = types.MethodType(update_ipt, alloc)
+    alloc.mask_using_rank_pattern = types.MethodType(mask_using_rank_pattern, alloc)
     for mod in tuner.model.modules():
         if type(mod).__name__ in ("SVDLinear", "SVDLinear4bit"):  # LLM.int8 layers keep PEFT's
+            # PEFT's scale, scaling / (ranknum + 1e-5), in float32 as PEFT computes it; ranknum
+            # (init_r) does not change while training
+            mod._rankbits_scale = {
+                a: float(torch.tensor(mod.scaling[a], dtype=torch.float32)
+                         / (mod.ranknum[a].detach().float().cpu() + 1e-5))
+                for a in mod.lora_A.keys()}
             mod.forward = types.MethodType(svd_forward, mod)
