@@ -47,3 +47,14 @@ def test_dag_scale_bench_runs_quick():
 def test_job_overhead_bench_runs_quick(tmp_path):
     out = bench("job_overhead.py", "--results", str(tmp_path))
     assert "start-up per job" in out and "no finished runs" in out
+
+
+@pytest.mark.slow
+def test_method_cost_bench_runs_quick():
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip(f"{SHARED_DATA / 'sst2'} is absent")
+    out = bench("method_cost.py", "--data_root", str(SHARED_DATA))
+    rows = [line for line in out.splitlines() if "ms/step" in line]
+    assert len(rows) == 2 and "ratio 1.00" in rows[0]  # LoRA fp32 is the reference; no timing assertion
