@@ -23,6 +23,8 @@ include: "rules/report.smk"
 onstart:
     # jobs learn of --keep-going through the environment (it is not part of any run's settings)
     os.environ[KEEP_GOING] = "1" if workflow.execution_settings.keep_going else "0"
+    if workflow.executor_plugin.name == "local" and config["job_server"]:
+        os.environ[JOBSERVER_OWNER] = str(os.getpid())  # jobs fork from one warm process
     if workflow.executor_plugin.name != "local" and "gpu" in workflow.global_resources:
         print(f"rankbits: warning: at most {workflow.global_resources['gpu'].value} GPU job(s) at "
               f"once (profiles/default's local cap); on a cluster run with --workflow-profile "

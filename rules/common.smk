@@ -19,6 +19,7 @@ from rankbits.config import (
 )
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
+from rankbits.jobserver import OWNER as JOBSERVER_OWNER
 from rankbits.workflow import KEEP_GOING
 
 

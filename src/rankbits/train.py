@@ -143,6 +143,23 @@ def score_selection(model, path: str | None, prob: Problem, hp: dict, tokenizer,
             "loss": loss, "n": len(df)}
 
 
+def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir: str | None,
+              upstream_dir: str | None, selection_path: str | None, checkpoint_dir: str | None,
+              checkpoint_every: int) -> None:
+    """The workflow's training job: ``train_run``; under ``--keep-going`` a run that diverged is
+    recorded as failed (the same seed would diverge again) instead of failing the study."""
+    from .workflow import keep_going
+
+    try:
+        train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
+                  checkpoint_dir, checkpoint_every)
+    except NonFiniteLoss as exc:
+        if not keep_going():
+            raise
+        print(f"rankbits: run failed, recorded (--keep-going): {exc}")
+        write_failure(out_dir, spec, exc)
+
+
 @advises_on_oom("training")
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
               base_dir: str | None = None, upstream_dir: str | None = None,

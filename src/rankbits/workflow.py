@@ -16,11 +16,15 @@ def keep_going() -> bool:
     return os.environ.get(KEEP_GOING) == "1"
 
 
-@contextlib.contextmanager
 def logged(smk):
+    """``logged_to`` the job's log file (Snakemake's ``log:``), if it has one."""
+    return logged_to(smk.log[0] if smk.log else None)
+
+
+@contextlib.contextmanager
+def logged_to(path: str | None):
     """Send the job's output to its log file; on failure keep the traceback there and end the
     job with the error's one-line message (which Snakemake shows)."""
-    path = smk.log[0] if smk.log else None
     if path is None:
         yield
         return

@@ -1,6 +1,5 @@
-from rankbits.evaluate import evaluate_run
-from rankbits.workflow import logged
+from rankbits.jobserver import run
 
-with logged(snakemake):
-    evaluate_run(snakemake.params.spec, list(snakemake.input.points), snakemake.input.dev,
-                 snakemake.output[0], snakemake.threads, snakemake.input.base)
+run("rankbits.evaluate:evaluate_run", snakemake.params.spec, list(snakemake.input.points), snakemake.input.dev,
+    snakemake.output[0], snakemake.threads, snakemake.input.base,
+    log=snakemake.log[0], server=snakemake.config["job_server"])

@@ -1,7 +1,6 @@
-from rankbits.prepare import prepare_base
-from rankbits.workflow import logged
+from rankbits.jobserver import run
 
-with logged(snakemake):
-    w, p = snakemake.wildcards, snakemake.params
-    prepare_base(w.model, w.bits, p.model_options, p.device, snakemake.output[0],
-                 snakemake.input.calibration, p.calibration_samples)
+w, p = snakemake.wildcards, snakemake.params
+run("rankbits.prepare:prepare_base", w.model, w.bits, p.model_options, p.device, snakemake.output[0],
+    snakemake.input.calibration, p.calibration_samples,
+    log=snakemake.log[0], server=snakemake.config["job_server"])

@@ -1,0 +1,258 @@
+"""Run a workflow job in a fork of a warm process, so a study pays the imports once.
+
+Every train / evaluate job of a study starts a Python interpreter that imports torch,
+transformers, peft and bitsandbytes before it does any work: about 4 s a job here
+(``bench/job_overhead.py``), for jobs that compute for 10 to 60 s. With the job server, the first
+job of a local ``snakemake`` run starts one server process that imports all that once; each job's
+thin script (which imports only this module) connects to it over a Unix socket and hands over
+its standard input, output and error, its working directory and environment, and the job (a
+``module:function`` and its arguments). The server forks; the fork runs the job exactly as the
+script would have (``run_job``) and reports its exit status; signals sent to the script
+(SIGTERM, SIGINT, SIGUSR1: checkpoint and stop) are passed to the fork.
+
+The server belongs to one ``snakemake`` process (``RANKBITS_JOBSERVER_OWNER``, set by the
+Snakefile for the local executor only) and exits soon after it. Nothing else is shared between
+jobs: each fork starts from the server's state just after its imports, which ran no torch
+operation (so no thread pool exists to fork) and never touched CUDA (each fork reads its own
+``CUDA_VISIBLE_DEVICES``). Where the server cannot be used (not Linux, no owner, under SLURM,
+``job_server: false``) ``run`` runs the job in the script's own process, as before.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
+PRELOAD = ("torch", "pandas", "transformers", "transformers.modeling_utils", "peft", "bitsandbytes",
+           "rankbits.train", "rankbits.evaluate", "rankbits.prepare")
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+START_TIMEOUT = 300.0  # seconds a job waits for a starting server's imports
+
+
+def run_job(target: str, args: tuple, kwargs: dict, log: str | None) -> None:
+    """Run ``target`` (``module:function``) with the job's log as its output, as a script would."""
+    from .workflow import logged_to
+
+    module, name = target.split(":")
+    with logged_to(log):
+        getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def usable(enabled: bool = True) -> bool:
+    return (enabled and sys.platform == "linux" and bool(os.environ.get(OWNER))
+            and "SLURM_JOB_ID" not in os.environ and os.environ.get("RANKBITS_JOBSERVER") != "0")
+
+
+def run(target: str, *args, log: str | None = None, server: bool = True, **kwargs) -> None:
+    """Run one job: through the owner's job server when ``usable``, else in this process."""
+    if not usable(server):
+        run_job(target, args, kwargs, log)
+        return
+    code, message = _client(target, args, kwargs, log)
+    if code:
+        sys.exit(message or code)
+
+
+def server_name() -> str:
+    """One server per snakemake process, Python (a conda env has its own) and user."""
+    key = hashlib.sha256(f"{os.environ[OWNER]}\0{sys.executable}\0{os.getuid()}".encode()).hexdigest()[:16]
+    return f"rankbits-jobserver-{key}"
+
+
+def address(name: str) -> str:
+    """Linux's abstract socket namespace: no file to go stale, no path-length limit to hit; the
+    server accepts only its own user (``SO_PEERCRED``)."""
+    return "\0" + name
+
+
+# --- wire format: a 4-byte length, then a pickle --------------------------------------------
+
+def _send(sock: socket.socket, obj, fds: list[int] | None = None) -> None:
+    data = pickle.dumps(obj)
+    data = struct.pack("!I", len(data)) + data
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.sendall(data)
+
+
+def _recv(sock: socket.socket, with_fds: bool = False):
+    fds: list[int] = []
+    if with_fds:
+        buf, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
+    else:
+        buf = sock.recv(1 << 16)
+    if not buf:
+        raise EOFError
+    while len(buf) < 4 or len(buf) < 4 + struct.unpack("!I", buf[:4])[0]:
+        more = sock.recv(1 << 16)
+        if not more:
+            raise EOFError
+        buf += more
+    return pickle.loads(buf[4:4 + struct.unpack("!I", buf[:4])[0]]), fds
+
+
+# --- client ------------------------------------------------------------------------------------
+
+def _connect(name: str) -> socket.socket:
+    """A connection to the running server, starting it first if there is none."""
+    def attempt():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(address(name))
+            return s
+        except ConnectionRefusedError:
+            s.close()
+            return None
+
+    import fcntl  # Linux (``usable``)
+
+    s = attempt()
+    if s is not None:
+        return s
+    files = Path(tempfile.gettempdir()) / name
+    with open(f"{files}.lock", "w") as lock:  # one job starts it; the others wait here
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        s = attempt()
+        if s is None:
+            server_log = open(f"{files}.log", "a")
+            proc = subprocess.Popen([sys.executable, "-m", "rankbits.jobserver", name],
+                                    stdin=subprocess.DEVNULL, stdout=server_log, stderr=server_log,
+                                    start_new_session=True)
+            deadline = time.monotonic() + START_TIMEOUT
+            while s is None:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"rankbits job server exited at start; see {files}.log")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rankbits job server did not start in {START_TIMEOUT:.0f} s; "
+                                       f"see {files}.log")
+                time.sleep(0.05)
+                s = attempt()
+    return s
+
+
+def _client(target, args, kwargs, log) -> tuple[int, str | None]:
+    request = {"target": target, "args": args, "kwargs": kwargs, "log": log, "cwd": os.getcwd(),
+               "env": dict(os.environ)}
+    for attempt in range(3):  # a server that was just closing drops the connection unanswered
+        sock = _connect(server_name())
+        try:
+            _send(sock, request, [0, 1, 2])
+            pid = _recv(sock)[0]["pid"]
+            break
+        except (EOFError, ConnectionError):
+            sock.close()
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
+    with sock:
+        for sig in FORWARDED:
+            signal.signal(sig, lambda signum, frame: os.kill(pid, signum))
+        try:
+            result = _recv(sock)[0]
+        except EOFError:
+            return 1, f"rankbits job (pid {pid} in the job server) ended without a result"
+    return result["code"], result["message"]
+
+
+# --- server ------------------------------------------------------------------------------------
+
+def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+    """In the fork: become the job (its stdio, cwd, environment), run it, report, exit."""
+    for sig in (signal.SIGCHLD, *FORWARDED):
+        signal.signal(sig, signal.SIG_DFL)
+    for target_fd, fd in zip((0, 1, 2), fds):
+        os.dup2(fd, target_fd)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    code, message = 0, None
+    try:
+        _send(conn, {"pid": os.getpid()})
+        # the client sends nothing more: its end of the socket closes only when it dies (killed
+        # by snakemake, say); the job then stops as if it had been sent SIGTERM, not orphaned
+        threading.Thread(target=lambda: conn.recv(1) or os.kill(os.getpid(), signal.SIGTERM),
+                         daemon=True).start()
+        run_job(request["target"], request["args"], request["kwargs"], request["log"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        message = None if isinstance(exc.code, int) or exc.code is None else str(exc.code)
+    except BaseException as exc:  # noqa: BLE001 — reported to the client, which fails the job
+        traceback.print_exc()
+        code, message = 1, f"{type(exc).__name__}: {exc}"
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with contextlib.suppress(Exception):
+            _send(conn, {"code": code, "message": message})
+        os._exit(code)
+
+
+def serve(name: str, idle_seconds: float = 3600.0) -> None:
+    """Import the heavy modules once, then fork a child per job until the owner is gone."""
+    owner = int(os.environ[OWNER])
+    for module in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address(name))  # clients are refused until listen(): they wait and retry
+    listener.listen(64)
+    listener.settimeout(2.0)
+    last = time.monotonic()
+    print(f"rankbits job server {os.getpid()} for snakemake {owner}: {name}", flush=True)
+    try:
+        while time.monotonic() - last < idle_seconds:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                try:
+                    os.kill(owner, 0)
+                except ProcessLookupError:
+                    break  # its snakemake has ended
+                continue
+            last = time.monotonic()
+            conn.settimeout(None)
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                      struct.calcsize("3i")))[1]
+            if uid != os.getuid():
+                conn.close()
+                continue
+            try:
+                request, fds = _recv(conn, with_fds=True)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                conn.close()
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if os.fork() == 0:
+                listener.close()
+                _child(conn, request, fds)
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+    finally:
+        listener.close()  # connections still queued are dropped, and their jobs try again
+        files = Path(tempfile.gettempdir()) / name
+        for leftover in (f"{files}.lock", f"{files}.log"):  # its snakemake is gone: no one waits
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

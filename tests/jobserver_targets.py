@@ -1,0 +1,26 @@
+"""Jobs for tests/test_jobserver.py (imported by the job server's forks)."""
+import json
+import os
+import signal
+import sys
+import time
+
+
+def report(path):
+    print("hello from the job")
+    with open(path, "w") as fh:
+        json.dump({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+                   "foo": os.environ.get("FOO"), "torch_loaded": "torch" in sys.modules}, fh)
+
+
+def fail():
+    raise ValueError("boom")
+
+
+def wait_for_term(pid_file=None):
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if pid_file:
+        with open(pid_file, "w") as fh:
+            fh.write(str(os.getpid()))
+    print("ready", flush=True)
+    time.sleep(60)

@@ -1,0 +1,111 @@
+"""rankbits.jobserver: jobs run as forks of one warm server, with the job's own cwd, environment,
+stdio and signals, and fail the way an in-process job fails."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.slow,  # each test starts a server, which imports torch and transformers
+              pytest.mark.skipif(sys.platform != "linux", reason="the job server is Linux-only")]
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A client environment with its own owner process (and so its own server) and temp dir."""
+    owner = subprocess.Popen(["sleep", "600"])
+    e = {**os.environ, "RANKBITS_JOBSERVER_OWNER": str(owner.pid), "TMPDIR": str(tmp_path),
+         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    e.pop("SLURM_JOB_ID", None)
+    yield e
+    owner.kill()
+    owner.wait()
+
+
+def job(env, call, cwd, **kw):
+    code = f"from rankbits.jobserver import run\n{call}"
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_jobs_run_in_forks_of_one_warm_server(env, tmp_path):
+    outs = []
+    for k in range(2):
+        cwd = tmp_path / f"w{k}"
+        cwd.mkdir()
+        proc = job({**env, "FOO": str(k)}, "run('jobserver_targets:report', 'r.json')", cwd)
+        assert proc.returncode == 0, proc.stderr
+        assert "hello from the job" in proc.stdout  # the job's stdout is the client's
+        outs.append(json.loads((cwd / "r.json").read_text()))
+    assert outs[0]["ppid"] == outs[1]["ppid"]  # one server
+    assert outs[0]["pid"] != outs[1]["pid"]  # a fork each
+    assert [o["foo"] for o in outs] == ["0", "1"]  # each job's own environment and cwd
+    assert outs[1]["cwd"].endswith("w1")
+    assert outs[0]["torch_loaded"]  # imported by the server before the fork
+
+
+def test_a_failing_job_fails_the_client_with_its_message_and_logs_the_traceback(env, tmp_path):
+    log = tmp_path / "job.log"
+    proc = job(env, f"run('jobserver_targets:fail', log={str(log)!r})", tmp_path)
+    assert proc.returncode == 1
+    assert f"rankbits job failed ({log}): ValueError: boom" in proc.stderr
+    assert "Traceback" in log.read_text() and "boom" in log.read_text()
+
+
+def test_sigterm_reaches_the_job(env, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "from rankbits.jobserver import run\n"
+                             "run('jobserver_targets:wait_for_term')"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+
+
+def test_the_server_exits_with_its_owner(env, tmp_path):
+    assert job(env, "run('jobserver_targets:report', 'r.json')", tmp_path).returncode == 0
+    server = json.loads((tmp_path / "r.json").read_text())["ppid"]
+    owner = int(env["RANKBITS_JOBSERVER_OWNER"])
+    os.kill(owner, signal.SIGKILL)
+    os.waitpid(owner, 0)  # (snakemake's own parent reaps it; here that is this test)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the job server outlived its snakemake")
+
+
+def test_without_an_owner_the_job_runs_in_the_script_process(env, tmp_path):
+    env = {k: v for k, v in env.items() if k != "RANKBITS_JOBSERVER_OWNER"}
+    proc = job(env, "import os\nrun('jobserver_targets:report', 'r.json')\nprint('client', os.getpid())", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    client = int(proc.stdout.split("client")[1])
+    assert json.loads((tmp_path / "r.json").read_text())["pid"] == client
+
+
+def test_a_job_whose_client_is_killed_is_stopped(env, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "from rankbits.jobserver import run\n"
+                             "run('jobserver_targets:wait_for_term', 'pid.txt')"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    child = int((tmp_path / "pid.txt").read_text())
+    proc.kill()  # SIGKILL: nothing is forwarded
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail("the job outlived its killed client")
