@@ -40,7 +40,8 @@ def peft_paths(model) -> None:
     tuner = model.base_model
     tuner.forward = AdaLoraModel.forward.__get__(tuner)
     tuner.rankallocator.update_ipt = RankAllocator.update_ipt.__get__(tuner.rankallocator)
-    vars(tuner.rankallocator).pop("mask_using_rank_pattern", None)
+    for name in ("mask_using_rank_pattern", "mask_to_budget"):
+        vars(tuner.rankallocator).pop(name, None)
     for mod in tuner.model.modules():
         vars(mod).pop("forward", None)
 

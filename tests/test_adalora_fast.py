@@ -115,3 +115,26 @@ def test_final_phase_masks_match_peft():
         assert kept == [sum(pattern[n]) for n in names], k
         for (n, a), (_, b) in zip(fast.named_parameters(), ref.named_parameters()):
             assert torch.equal(a, b), n
+
+
+def test_pruning_to_budget_matches_peft():
+    from peft.tuners.adalora import RankAllocator
+
+    fast = adalora_model()
+    ref = copy.deepcopy(fast)
+    for model in (fast, ref):  # the same random scores and singular values in both
+        g = torch.Generator().manual_seed(1)
+        alloc = model.base_model.rankallocator
+        for n, p in alloc._rankbits_params:
+            alloc.exp_avg_ipt[n], alloc.exp_avg_unc[n] = torch.rand(p.shape, generator=g), torch.rand(p.shape, generator=g)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_E" in n:
+                    p.copy_(torch.rand(p.shape, generator=g) + 0.1)
+    for budget in (200, 150):  # init 6 x 36 = 216 triplets
+        got = fast.base_model.rankallocator.mask_to_budget(fast.base_model.model, budget)
+        want = RankAllocator.mask_to_budget(ref.base_model.rankallocator, ref.base_model.model, budget)
+        assert list(got) == list(want) and got == want
+        assert sum(sum(v) for v in got.values()) == budget
+        for (n, a), (_, b) in zip(fast.named_parameters(), ref.named_parameters()):
+            assert torch.equal(a, b), n

@@ -59,6 +59,15 @@ def test_a_failing_job_fails_the_client_with_its_message_and_logs_the_traceback(
     assert "Traceback" in log.read_text() and "boom" in log.read_text()
 
 
+def test_everything_the_job_writes_goes_to_its_log(env, tmp_path):
+    # transformers' handler was made by the server's import, bound to the server's stderr
+    log = tmp_path / "job.log"
+    proc = job(env, f"run('jobserver_targets:warn_through_transformers', log={str(log)!r})", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "a warning for the log" in log.read_text() and "a line for the log" in log.read_text()
+    assert "for the log" not in proc.stderr + proc.stdout
+
+
 def test_sigterm_reaches_the_job(env, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "from rankbits.jobserver import run\n"
                              "run('jobserver_targets:wait_for_term')"],

@@ -180,6 +180,13 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    log = request["log"]
+    if log:  # at the descriptor level: handlers the server's imports made (transformers' logger)
+        # hold the server's sys.stderr, which a Python-level redirect would miss
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     code, message = 0, None
     try:
         _send(conn, {"pid": os.getpid()})
@@ -187,13 +194,15 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         # by snakemake, say); the job then stops as if it had been sent SIGTERM, not orphaned
         threading.Thread(target=lambda: conn.recv(1) or os.kill(os.getpid(), signal.SIGTERM),
                          daemon=True).start()
-        run_job(request["target"], request["args"], request["kwargs"], request["log"])
+        run_job(request["target"], request["args"], request["kwargs"], None)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
         message = None if isinstance(exc.code, int) or exc.code is None else str(exc.code)
     except BaseException as exc:  # noqa: BLE001 — reported to the client, which fails the job
         traceback.print_exc()
         code, message = 1, f"{type(exc).__name__}: {exc}"
+        if log:
+            message = f"rankbits job failed ({log}): {message}"  # as ``logged_to`` words it
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -7,6 +7,7 @@ not the arithmetic, are AdaLoRA's overhead over LoRA (bench/RESULTS.md). Here:
 
 - ``update_ipt``: the same operations in the same order on lists of tensors (``torch._foreach_*``),
   so the scores are bit-identical to PEFT's;
+- ``mask_to_budget`` (every deltaT steps): the threshold kept on the device, one host sync;
 - ``mask_using_rank_pattern`` (every step after the final allocation): masks kept on the device;
 - ``SVDLinear.forward``: the scale as a number and the last product fused (``svd_forward``);
 - the regulariser: the r x r Gram matrices of all A (and B) matrices of one shape in one batched
@@ -105,6 +106,32 @@ def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     return result
 
 
+def mask_to_budget(self, model, budget: int) -> dict:
+    """``RankAllocator.mask_to_budget`` (every deltaT steps: prune the least important triplets
+    down to ``budget``) with the same arithmetic per module, but one host sync instead of 37:
+    the threshold stays on the device and the rank pattern is read back in one ``tolist``."""
+    named = dict(self._rankbits_params)
+    keys = [n.replace("lora_A", "%s") for n in named if f"lora_A.{self.adapter_name}" in n]
+    element = dict(zip(named, torch._foreach_mul([self.exp_avg_ipt[n] for n in named],
+                                                 [self.exp_avg_unc[n] for n in named])))
+    scores = []
+    for key in keys:  # PEFT's _combine_ipt of E's score and the means of A's rows and B's columns
+        a = torch.mean(element[key % "lora_A"], dim=1, keepdim=True)
+        b = torch.mean(element[key % "lora_B"], dim=0, keepdim=False).view(-1, 1)
+        scores.append(element[key % "lora_E"].view(-1) + torch.cat([a, b], dim=1).sum(dim=1).view(-1))
+    every = torch.cat(scores)
+    threshold = torch.kthvalue(every, k=self.init_bgt - budget)[0]
+    pruned = (every <= threshold).split([len(x) for x in scores])
+    flags = (~torch.cat(pruned)).tolist()
+    rank_pattern, start = {}, 0
+    with torch.no_grad():
+        for key, off in zip(keys, pruned):
+            named[key % "lora_E"].masked_fill_(off.view(-1, 1), 0.0)
+            rank_pattern[key % "lora_E"] = flags[start:start + len(off)]
+            start += len(off)
+    return rank_pattern
+
+
 def mask_using_rank_pattern(self, model, rank_pattern) -> None:
     """``RankAllocator.mask_using_rank_pattern`` (re-zeroes pruned singular values every step
     after the final allocation) with the masks built once per pattern and kept on the device,
@@ -141,6 +168,7 @@ def install(peft_model) -> None:
     alloc._rankbits_params, alloc._rankbits_masks = named, None
     alloc.update_ipt = types.MethodType(update_ipt, alloc)
     alloc.mask_using_rank_pattern = types.MethodType(mask_using_rank_pattern, alloc)
+    alloc.mask_to_budget = types.MethodType(mask_to_budget, alloc)
     for mod in tuner.model.modules():
         if type(mod).__name__ in ("SVDLinear", "SVDLinear4bit"):  # LLM.int8 layers keep PEFT's
             # PEFT's scale, scaling / (ranknum + 1e-5), in float32 as PEFT computes it; ranknum
