@@ -180,6 +180,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    os.environ["RANKBITS_JOBSERVER_FORK"] = "1"  # runtime.peak_memory says what its RSS counts
     log = request["log"]
     if log:  # at the descriptor level: handlers the server's imports made (transformers' logger)
         # hold the server's sys.stderr, which a Python-level redirect would miss

@@ -107,9 +107,13 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_memory(device: torch.device) -> dict[str, int | None]:
-    out = {"peak_rss_bytes": peak_rss_bytes(), "cuda_max_allocated_bytes": None,
-           "cuda_max_reserved_bytes": None}
+def peak_memory(device: torch.device) -> dict[str, int | str | None]:
+    """Peak memory so far. ``peak_rss_of``: in a fork of the job server (``rankbits.jobserver``)
+    the RSS counts the shared library pages the job itself touched, not all the server mapped,
+    so it reads lower than in a job's own interpreter; the two are not compared."""
+    out = {"peak_rss_bytes": peak_rss_bytes(),
+           "peak_rss_of": "job-server fork" if os.environ.get("RANKBITS_JOBSERVER_FORK") else "own process",
+           "cuda_max_allocated_bytes": None, "cuda_max_reserved_bytes": None}
     if device.type == "cuda":
         out["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
         out["cuda_max_reserved_bytes"] = int(torch.cuda.max_memory_reserved(device))
