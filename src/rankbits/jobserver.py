@@ -53,7 +53,7 @@ def run_job(target: str, args: tuple, kwargs: dict, log: str | None) -> None:
 
 def usable(enabled: bool = True) -> bool:
     return (enabled and sys.platform == "linux" and bool(os.environ.get(OWNER))
-            and "SLURM_JOB_ID" not in os.environ and os.environ.get("RANKBITS_JOBSERVER") != "0")
+            and "SLURM_JOB_ID" not in os.environ)
 
 
 def run(target: str, *args, log: str | None = None, server: bool = True, **kwargs) -> None:
