@@ -38,7 +38,8 @@ from pathlib import Path
 OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
 PRELOAD = ("torch", "pandas", "transformers", "transformers.modeling_utils", "peft", "bitsandbytes",
            "rankbits.train", "rankbits.evaluate", "rankbits.prepare")
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# (SIGUSR1 does not exist on Windows, where the Snakefile still imports this module)
+FORWARDED = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
 START_TIMEOUT = 300.0  # seconds a job waits for a starting server's imports
 
 
