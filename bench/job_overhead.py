@@ -25,14 +25,12 @@ from pathlib import Path
 
 from rankbits.io import read_json
 
-STARTUP = ("import torch, rankbits.train, rankbits.evaluate\n"
-           "from rankbits.modeling import load_base\n"
-           "load_base('minilm', '32', 'sst2', {}, torch.device('cpu'))\n")
+STARTUP = "import rankbits.train, rankbits.evaluate\nfrom job_overhead import load_minilm\nload_minilm()\n"
 CLIENT = "from rankbits.jobserver import run\nrun('job_overhead:load_minilm')\n"
 
 
 def load_minilm() -> None:
-    """The job the server's fork runs: what STARTUP does after its imports."""
+    """A job's work before its own: in its own interpreter after the imports, or in a fork."""
     import torch
 
     from rankbits.modeling import load_base
@@ -40,7 +38,7 @@ def load_minilm() -> None:
     load_base("minilm", "32", "sst2", {}, torch.device("cpu"))
 
 
-def timed(code: str, n: int, env: dict | None = None) -> float:
+def timed(code: str, n: int, env: dict) -> float:
     times = []
     for _ in range(n):
         t = time.perf_counter()
@@ -65,7 +63,7 @@ def main() -> None:
             t = time.perf_counter()
             subprocess.run([sys.executable, "-c", CLIENT], check=True, capture_output=True, env=env)
             server["first"] = time.perf_counter() - t
-        alone = timed(STARTUP, n)
+        alone = timed(STARTUP, n, env)
         if server:
             server["warm"] = timed(CLIENT, n, env)
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from rankbits.config import Run, run_spec, validate_config
+from rankbits.config import Run, one_run_spec
 from rankbits.data import prepare_task, tokenize_split
 from rankbits.modeling import load_tokenizer
 from rankbits.prepare import prepare_base
@@ -33,16 +33,6 @@ ARMS = [("lora", "32"), ("lora", "16"), ("lora", "8"), ("lora", "4"),
         ("adalora", "32"), ("adalora", "4"), ("pattern:linear-decay", "32"), ("pattern:linear-decay", "4")]
 MAX_LENGTH = 64
 BUDGET = 8
-
-
-def spec_for(method: str, bits: str, batch: int, steps: int, device: str) -> dict:
-    cfg = validate_config({
-        "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": [method], "budgets": [BUDGET],
-                  "bits": [bits], "seeds": [0]},
-        "training": {"max_steps": steps, "batch_size": batch, "log_every": 10},
-        "device": device,
-    }, REPO / "config" / "schema.yaml")
-    return run_spec(cfg, Run("sst2", "minilm", method, BUDGET, bits, 0))
 
 
 def main() -> None:
@@ -80,7 +70,9 @@ def main() -> None:
             peak = {}
             for r in range(args.rounds + 1):  # round 0 warms up and is discarded
                 for method, bits in arms:
-                    spec = spec_for(method, bits, batch, args.steps if r else 2, device.type)
+                    spec = one_run_spec(Run("sst2", "minilm", method, BUDGET, bits, 0), REPO / "config" / "schema.yaml",
+                                        {"max_steps": args.steps if r else 2, "batch_size": batch, "log_every": 10},
+                                        device=device.type)
                     n += 1
                     gc.collect()  # the last arm's model and optimizer are gone before this one's peak
                     if device.type == "cuda":

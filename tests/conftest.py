@@ -78,12 +78,22 @@ def base_maker(tmp_path_factory, sst2_tokens, device: str):
 def small_spec(method: str, bits: str = "32", budget: int = 2, steps: int = 4, methods: dict | None = None,
                **training) -> dict:
     """The resolved spec of one short MiniLM run on SST-2."""
-    from rankbits.config import Run, run_spec, validate_config
+    from rankbits.config import Run, one_run_spec
 
-    cfg = validate_config({
-        "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": [method], "budgets": [budget],
-                  "bits": [bits], "seeds": [0]},
-        "training": {"max_steps": steps, "batch_size": 8, "log_every": 2, **training},
-        "methods": methods or {},
-    }, SCHEMA)
-    return run_spec(cfg, Run("sst2", "minilm", method, budget, bits, 0))
+    return one_run_spec(Run("sst2", "minilm", method, budget, bits, 0), SCHEMA,
+                        {"max_steps": steps, "batch_size": 8, "log_every": 2, **training}, methods)
+
+
+def train_and_evaluate(spec: dict, sst2_tokens, out, base=None, upstream=None):
+    """Train ``spec`` on the SST-2 rows of ``sst2_tokens`` and evaluate it on their dev rows, in
+    ``out/<method>`` and ``out/<method>-run``; returns (train_info, metrics)."""
+    from rankbits.evaluate import evaluate_run
+    from rankbits.train import train_run
+
+    name = spec["run"]["method"].replace(":", "_")
+    base = base and str(base)
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(out / name), base_dir=base,
+                     upstream_dir=upstream)
+    metrics = evaluate_run(spec, str(out / name), str(sst2_tokens / "tok_dev.parquet"), str(out / f"{name}-run"),
+                           base_dir=base)
+    return info, metrics

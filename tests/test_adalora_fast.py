@@ -46,6 +46,14 @@ def batch(device):
     return {k: v.to(device) for k, v in out.items()}
 
 
+def set_singular_values(model, values) -> None:
+    """Every lora_E of ``model`` to ``values(p)`` (they start at 0, which would mask nothing)."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_E" in n:
+                p.copy_(values(p))
+
+
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("bits", ["32", "4"])
 def test_layers_regulariser_and_importance_scores_match_peft(bits, device, nf4_base):
@@ -60,11 +68,8 @@ def test_layers_regulariser_and_importance_scores_match_peft(bits, device, nf4_b
     assert len(patched) == 36  # every SVDLinear
     for mod in patched:
         del mod.forward
-    with torch.no_grad():  # lora_E starts at 0: give the regulariser and the scores something to see
-        for model in (fast, ref):
-            for n, p in model.named_parameters():
-                if "lora_E" in n:
-                    p.copy_(torch.linspace(-1, 1, p.numel()).view_as(p))
+    for model in (fast, ref):  # something for the regulariser and the scores to see
+        set_singular_values(model, lambda p: torch.linspace(-1, 1, p.numel()).view_as(p))
     losses = []
     for model in (fast, ref):
         out = model(**batch(device))
@@ -105,10 +110,7 @@ def test_final_phase_masks_match_peft():
     for k, pattern in enumerate(({n: [bool((i + j) % 3) for i in range(6)] for j, n in enumerate(names)},
                                  {n: [i < 2 for i in range(6)] for n in names})):  # then another pattern
         for model in (fast, ref):
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    if "lora_E" in n:
-                        p.copy_(torch.linspace(0.1, 1, p.numel()).view_as(p))
+            set_singular_values(model, lambda p: torch.linspace(0.1, 1, p.numel()).view_as(p))
         fast.base_model.rankallocator.mask_using_rank_pattern(fast.base_model.model, pattern)
         RankAllocator.mask_using_rank_pattern(ref.base_model.rankallocator, ref.base_model.model, pattern)
         kept = [int((p != 0).sum()) for n, p in fast.named_parameters() if "lora_E" in n]
@@ -127,10 +129,7 @@ def test_pruning_to_budget_matches_peft():
         alloc = model.base_model.rankallocator
         for n, p in alloc._rankbits_params:
             alloc.exp_avg_ipt[n], alloc.exp_avg_unc[n] = torch.rand(p.shape, generator=g), torch.rand(p.shape, generator=g)
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if "lora_E" in n:
-                    p.copy_(torch.rand(p.shape, generator=g) + 0.1)
+        set_singular_values(model, lambda p: torch.rand(p.shape, generator=g) + 0.1)
     for budget in (200, 150):  # init 6 x 36 = 216 triplets
         got = fast.base_model.rankallocator.mask_to_budget(fast.base_model.model, budget)
         want = RankAllocator.mask_to_budget(ref.base_model.rankallocator, ref.base_model.model, budget)

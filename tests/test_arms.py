@@ -6,20 +6,9 @@ import json
 
 import pytest
 
-from conftest import needs_shared_data, small_spec
+from conftest import needs_shared_data, small_spec, train_and_evaluate
 
 pytestmark = [needs_shared_data("sst2"), pytest.mark.slow]
-
-
-def train_and_evaluate(spec, sst2_tokens, tmp_path, upstream=None):
-    from rankbits.evaluate import evaluate_run
-    from rankbits.train import train_run
-
-    name = spec["run"]["method"].replace(":", "_")
-    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / name), upstream_dir=upstream)
-    metrics = evaluate_run(spec, str(tmp_path / name), str(sst2_tokens / "tok_dev.parquet"),
-                           str(tmp_path / f"{name}-run"))
-    return info, metrics
 
 
 @pytest.mark.parametrize("method", ["pattern:linear-decay", "pattern:attention-heavy", "probe"])

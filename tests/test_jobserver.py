@@ -29,6 +29,26 @@ def env(tmp_path):
     owner.wait()
 
 
+def waiting_job(env, cwd, *args) -> subprocess.Popen:
+    """A client whose job waits for SIGTERM; returns once the job says it is ready."""
+    proc = subprocess.Popen([sys.executable, "-c", "from rankbits.jobserver import run\n"
+                             f"run('jobserver_targets:wait_for_term', *{args!r})"],
+                            env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def assert_ends(pid: int, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail(what)
+
+
 def job(env, call, cwd, **kw):
     code = f"from rankbits.jobserver import run\n{call}"
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
@@ -69,10 +89,7 @@ def test_everything_the_job_writes_goes_to_its_log(env, tmp_path):
 
 
 def test_sigterm_reaches_the_job(env, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "from rankbits.jobserver import run\n"
-                             "run('jobserver_targets:wait_for_term')"],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
+    proc = waiting_job(env, tmp_path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
 
@@ -83,15 +100,7 @@ def test_the_server_exits_with_its_owner(env, tmp_path):
     owner = int(env["RANKBITS_JOBSERVER_OWNER"])
     os.kill(owner, signal.SIGKILL)
     os.waitpid(owner, 0)  # (snakemake's own parent reaps it; here that is this test)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(server, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the job server outlived its snakemake")
+    assert_ends(server, "the job server outlived its snakemake")
 
 
 def test_without_an_owner_the_job_runs_in_the_script_process(env, tmp_path):
@@ -103,18 +112,8 @@ def test_without_an_owner_the_job_runs_in_the_script_process(env, tmp_path):
 
 
 def test_a_job_whose_client_is_killed_is_stopped(env, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "from rankbits.jobserver import run\n"
-                             "run('jobserver_targets:wait_for_term', 'pid.txt')"],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
+    proc = waiting_job(env, tmp_path, "pid.txt")
     child = int((tmp_path / "pid.txt").read_text())
     proc.kill()  # SIGKILL: nothing is forwarded
     proc.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    pytest.fail("the job outlived its killed client")
+    assert_ends(child, "the job outlived its killed client")

@@ -187,6 +187,17 @@ TYPE_DEFAULTS = {"causal_lm": {"eval_stride": None},
                  "seq2seq": {"max_target_length": 128, "generation": {"max_new_tokens": 64, "num_beams": 1}}}
 
 
+def one_run_spec(run: Run, schema: str | Path, training: dict | None = None,
+                 methods: dict | None = None, **top) -> dict:
+    """The resolved spec of a study of the one ``run`` (tests and benchmarks train single runs)."""
+    cfg = validate_config({
+        "study": {"tasks": [run.task], "models": [run.model], "methods": [run.method],
+                  "budgets": [run.budget], "bits": [run.bits], "seeds": [run.seed]},
+        "training": training or {}, "methods": methods or {}, **top,
+    }, schema)
+    return run_spec(cfg, run)
+
+
 def task_options(cfg: dict, task: str) -> dict:
     """A task's options: rankbits' defaults < the task's registry defaults < tasks.<task>."""
     t = TASKS.get(task)

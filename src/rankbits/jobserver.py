@@ -36,6 +36,7 @@ import traceback
 from pathlib import Path
 
 OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
+FORK = "RANKBITS_JOBSERVER_FORK"  # set in each fork (runtime.peak_memory says what its RSS counts)
 PRELOAD = ("torch", "pandas", "transformers", "transformers.modeling_utils", "peft", "bitsandbytes",
            "rankbits.train", "rankbits.evaluate", "rankbits.prepare")
 # (SIGUSR1 does not exist on Windows, where the Snakefile still imports this module)
@@ -181,7 +182,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    os.environ["RANKBITS_JOBSERVER_FORK"] = "1"  # runtime.peak_memory says what its RSS counts
+    os.environ[FORK] = "1"
     log = request["log"]
     if log:  # at the descriptor level: handlers the server's imports made (transformers' logger)
         # hold the server's sys.stderr, which a Python-level redirect would miss

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .jobserver import FORK
+
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
             "scikit-learn", "pandas", "snakemake", "rankbits")
 
@@ -112,7 +114,7 @@ def peak_memory(device: torch.device) -> dict[str, int | str | None]:
     the RSS counts the shared library pages the job itself touched, not all the server mapped,
     so it reads lower than in a job's own interpreter; the two are not compared."""
     out = {"peak_rss_bytes": peak_rss_bytes(),
-           "peak_rss_of": "job-server fork" if os.environ.get("RANKBITS_JOBSERVER_FORK") else "own process",
+           "peak_rss_of": "job-server fork" if os.environ.get(FORK) else "own process",
            "cuda_max_allocated_bytes": None, "cuda_max_reserved_bytes": None}
     if device.type == "cuda":
         out["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))

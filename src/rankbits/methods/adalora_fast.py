@@ -83,7 +83,7 @@ def svd_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     if self.disable_adapters or self.merged:
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x, *args, **kwargs)
-    quantized = type(self).__name__ == "SVDLinear4bit"
+    quantized = self._rankbits_quantized
     if quantized:
         result = result.clone()  # as PEFT does: backprop through a view of bnb's output can fail
     for active_adapter in self.active_adapters:
@@ -173,6 +173,7 @@ def install(peft_model) -> None:
         if type(mod).__name__ in ("SVDLinear", "SVDLinear4bit"):  # LLM.int8 layers keep PEFT's
             # PEFT's scale, scaling / (ranknum + 1e-5), in float32 as PEFT computes it; ranknum
             # (init_r) does not change while training
+            mod._rankbits_quantized = type(mod).__name__ == "SVDLinear4bit"
             mod._rankbits_scale = {
                 a: float(torch.tensor(mod.scaling[a], dtype=torch.float32)
                          / (mod.ranknum[a].detach().float().cpu() + 1e-5))
