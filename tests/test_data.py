@@ -9,16 +9,20 @@ from rankbits.tasks import TASKS, DataError
 from conftest import SHARED_DATA, needs_shared_data
 
 
+def data_rows(path) -> int:
+    """Non-blank lines of a GLUE TSV file, less its header (raw CoLA has none): what a complete
+    parse must return, derived from the file rather than hard-coded (../shared/data changes)."""
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return len(lines) - (path.parent.name != "cola")
+
+
 @needs_shared_data("sst2")
-@pytest.mark.parametrize("task,split,rows", [
-    ("sst2", "train", 65349), ("sst2", "dev", 2000), ("cola", "train", 8051), ("cola", "dev", 500),
-    ("mrpc", "train", 3668), ("mrpc", "dev", 408), ("rte", "train", 2190), ("rte", "dev", 300),
-])
-def test_local_glue_files_parse_completely(task, split, rows):
+@pytest.mark.parametrize("task,split", [(t, s) for t in ("sst2", "cola", "mrpc", "rte") for s in ("train", "dev")])
+def test_local_glue_files_parse_completely(task, split):
     if not (SHARED_DATA / task).is_dir():
         pytest.skip(f"{SHARED_DATA / task} is absent")
     df, source = load_split(TASKS.get(task), split, str(SHARED_DATA))
-    assert len(df) == rows and source.startswith("local:")
+    assert len(df) == data_rows(SHARED_DATA / task / f"{split}.tsv") > 100 and source.startswith("local:")
     assert set(df["label"].unique()) == {0, 1}
     assert df["text"].str.len().min() > 0
     assert df["text_pair"].isna().all() == (task in ("sst2", "cola"))
@@ -76,9 +80,68 @@ def test_subset_is_fixed_by_seed_and_keeps_order():
 @needs_shared_data("sst2")
 def test_prepare_task_writes_splits_and_manifest(tmp_path):
     m = prepare_task("sst2", str(SHARED_DATA), {"max_train_samples": 50, "max_eval_samples": None}, str(tmp_path))
-    assert m["splits"]["train"]["rows"] == 50 and m["splits"]["train"]["rows_available"] == 65349
+    n_train, n_dev = (data_rows(SHARED_DATA / "sst2" / f) for f in ("train.tsv", "dev.tsv"))
+    assert m["splits"]["train"]["rows"] == 50 and m["splits"]["train"]["rows_available"] == n_train
     assert m["splits"]["selection"]["rows"] == 0
     assert len(pd.read_parquet(tmp_path / "train.parquet")) == 50
-    assert len(pd.read_parquet(tmp_path / "dev.parquet")) == 2000
+    assert len(pd.read_parquet(tmp_path / "dev.parquet")) == n_dev
+    # the rebuilt SST-2 holds out whole sentences: no test row inside a training row
+    assert m["leak"]["dev_rows_inside_a_train_row"] == 0
     assert (tmp_path / "manifest.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def sst2_folder(tmp_path, train_rows, dev_rows):
+    d = tmp_path / "sst2"
+    d.mkdir(exist_ok=True)
+    for name, rows in (("train.tsv", train_rows), ("dev.tsv", dev_rows)):
+        (d / name).write_text("sentence\tlabel\n" + "".join(f"{t} \t{y}\n" for t, y in rows))
+    return tmp_path
+
+
+SENTENCES = [("a gorgeous , witty , seductive movie .", 1), ("the plot is nothing but boilerplate clichés", 0),
+             ("it 's a charming and often affecting journey .", 1), ("unflinchingly bleak and desperate", 0),
+             ("an absolute delight from start to finish", 1), ("a dull , lifeless mess of a film", 0)]
+
+
+def test_a_test_row_inside_a_training_row_is_counted_and_warned_about(tmp_path, capsys):
+    train = SENTENCES + [("seductive movie", 1), ("boilerplate", 0)]
+    root = sst2_folder(tmp_path, train, [("witty , seductive", 1), ("a dull , lifeless", 0),
+                                         ("never seen before", 1), ("movie .", 1)])
+    m = prepare_task("sst2", str(root), {}, str(tmp_path / "out"))
+    leak = m["leak"]
+    assert leak["dev_rows_inside_a_train_row"] == 3 and leak["dev_rows_inside_a_train_row_fraction"] == 0.75
+    assert "3 of 4 test rows (75.0%) occur inside a training row" in capsys.readouterr().out
+    # token-aligned: "movie" inside "movies" is no hit; a threshold of 1 silences the warning
+    sst2_folder(tmp_path, [("great movies here", 1), ("bad", 0)], [("movie", 1), ("great movies", 1)])
+    m = prepare_task("sst2", str(root), {"leak_warn_fraction": 1.0}, str(tmp_path / "out"))
+    assert m["leak"]["dev_rows_inside_a_train_row"] == 1 and "WARNING" not in capsys.readouterr().out
+
+
+def test_selection_holds_whole_sentences_and_train_loses_their_phrases(tmp_path):
+    phrases = [("gorgeous , witty", 1), ("witty , seductive movie", 1), ("boilerplate clichés", 0),
+               ("charming and often affecting", 1), ("bleak", 0), ("from start to finish", 1),
+               ("lifeless mess", 0), ("a dull , lifeless mess of a film", 0)]
+    root = sst2_folder(tmp_path, SENTENCES + phrases, [("something else entirely", 1)])
+    m = prepare_task("sst2", str(root), {"selection_samples": 2}, str(tmp_path / "out"))
+    sel = pd.read_parquet(tmp_path / "out" / "selection.parquet")
+    train = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    whole = {t for t, _ in SENTENCES}
+    assert set(sel["text"]) <= whole and m["splits"]["selection"]["whole_sentences"] == 2
+    for s in sel["text"]:  # nothing of a selection sentence is left in train
+        assert not [t for t in train["text"] if f" {t} " in f" {s} " or f" {s} " in f" {t} "]
+    t = m["splits"]["train"]
+    assert len(train) + 2 + t["dropped_as_in_selection_or_dev"] + t["dropped_as_containing_or_inside_selection"] == 14
+
+
+@needs_shared_data("sst2")
+def test_the_old_leaky_sst2_split_would_be_flagged(tmp_path, capsys):
+    """The layout the offline SST-2 used to have: the last 2,000 training rows as the test split."""
+    rows = (SHARED_DATA / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    d = tmp_path / "sst2"
+    d.mkdir()
+    (d / "train.tsv").write_text("\n".join(rows[:-2000]) + "\n", encoding="utf-8")
+    (d / "dev.tsv").write_text("\n".join(rows[:1] + rows[-2000:]) + "\n", encoding="utf-8")
+    m = prepare_task("sst2", str(tmp_path), {"max_train_samples": 10}, str(tmp_path / "out"))
+    assert m["leak"]["dev_rows_inside_a_train_row_fraction"] > 0.5
+    assert "WARNING task sst2" in capsys.readouterr().out

@@ -64,13 +64,21 @@ def test_selection_rule_picks_the_best_and_breaks_ties_deterministically():
 def test_the_three_splits_are_disjoint(tmp_path):
     from rankbits.data import prepare_task, text_keys
 
+    from rankbits.data import inside, normalised
+
     m = prepare_task("sst2", str(SHARED_DATA), {"selection_samples": 500, "max_eval_samples": None}, str(tmp_path))
     train, sel, dev = (pd.read_parquet(tmp_path / f"{s}.parquet") for s in ("train", "selection", "dev"))
-    assert len(sel) == 500 and len(dev) == 2000
+    assert len(sel) == 500 and len(dev) == m["splits"]["dev"]["rows_available"]
     held = set(text_keys(sel)) | set(text_keys(dev))
     assert not text_keys(train).isin(held).any()  # no sentence of selection or test in train
-    assert m["splits"]["train"]["dropped_as_in_selection_or_dev"] > 0  # SST-2 repeats phrases
-    assert len(train) + len(sel) + m["splits"]["train"]["dropped_as_in_selection_or_dev"] == 65349
+    # token-aligned containment: no training row lies inside a selection row or contains one
+    tr, se = normalised(train), normalised(sel)
+    assert inside(se, set(tr), proper=True).empty and inside(tr, set(se), proper=True).empty
+    t = m["splits"]["train"]
+    assert t["dropped_as_containing_or_inside_selection"] > 1000  # SST-2: phrases of the sentences
+    assert m["splits"]["selection"]["whole_sentences"] == 500
+    assert (len(train) + len(sel) + t["dropped_as_in_selection_or_dev"]
+            + t["dropped_as_containing_or_inside_selection"] == t["rows_available"])
 
 
 @needs_shared_data("sst2")

@@ -11,7 +11,7 @@ import torch
 from .config import Run
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
-from .modeling import load_base, load_tokenizer
+from .modeling import load_prepared_base, load_tokenizer
 from .problems import problem, score_split
 from .runtime import advises_on_oom, git_commit, peak_memory, pick_device, repo_root
 from .selection import selection_record
@@ -68,7 +68,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
-    base, _ = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
+    base, _ = load_prepared_base(run, spec, device, base_dir)  # as training prepared it
     base = METHODS.get(run.method).adapt_base(base, train_info["allocation"] or {}, device)
     model = PeftModel.from_pretrained(base, f"{train_dir}/adapter").eval()  # on base's device
     # AdaLoRA saves adapters pruned to the kept ranks: what is evaluated is what was trained

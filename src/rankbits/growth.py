@@ -131,8 +131,10 @@ class SliceControl:
         self._snap = {}
         for p in watched:
             st = optimizer.state.get(p, {})
+            # a parameter held still entirely keeps AdamW's step count too (its bias correction)
             moments = {k: v.clone() for k, v in st.items()
-                       if self.freeze_left > 0 and torch.is_tensor(v) and v.shape == p.shape}
+                       if self.freeze_left > 0 and torch.is_tensor(v)
+                       and (v.shape == p.shape or (k == "step" and id(p) not in self.newest))}
             self._snap[id(p)] = (p, p.detach().clone(), moments)
 
     def _post(self, optimizer, args, kwargs):
@@ -150,7 +152,8 @@ class SliceControl:
                         hold.narrow(dim, start, p.shape[dim] - start).fill_(False)
                     p.copy_(torch.where(hold, before, p))
                     for k, v in moments.items():
-                        optimizer.state[p][k].copy_(torch.where(hold, v, optimizer.state[p][k]))
+                        cur = optimizer.state[p][k]
+                        cur.copy_(v if k == "step" else torch.where(hold, v, cur))
             if self.freeze_left > 0:
                 self.freeze_left -= 1
         self._snap = {}

@@ -5,6 +5,8 @@ import functools
 import os
 from pathlib import Path
 
+import torch
+
 from .bits import BITS, UnsupportedOnDevice
 from .models import HEAD_MODULES, MODELS, is_conv1d
 from .problems import problem
@@ -70,6 +72,19 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
                "num_params": int(sum(p.numel() for p in m.parameters())), **bit_info}
 
 
+def load_prepared_base(run, spec: dict, device, base_dir: str | None = None):
+    """``load_base`` as training and evaluation both use it: on a quantized base with
+    ``training.kbit_prepare``, PEFT's QLoRA preparation (norms, embeddings and head upcast to
+    fp32, input gradients on). Evaluation must see the model training saw."""
+    m, info = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
+    info["kbit_prepared"] = bool(info["quantized"] and spec["training"]["kbit_prepare"])
+    if info["kbit_prepared"]:
+        from peft import prepare_model_for_kbit_training
+
+        m = prepare_model_for_kbit_training(m, use_gradient_checkpointing=False)
+    return m, info
+
+
 def attach_adapter(model, model_name: str, task: str, method, budget: int, opts: dict, hp: dict,
                    total_steps: int, allocation: dict | None = None):
     """Wrap ``model`` with ``method``'s adapter on the model family's target modules
@@ -90,7 +105,57 @@ def attach_adapter(model, model_name: str, task: str, method, budget: int, opts:
         cfg.modules_to_save = sorted(set(cfg.modules_to_save or []) | set(family.cls_head))
     peft_model = get_peft_model(model, cfg)
     method.on_attach(peft_model)
+    keep_trainable_fp32(peft_model)
     return peft_model
+
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+def keep_trainable_fp32(model) -> list[str]:
+    """Hold every trainable parameter in fp32 on a 16-bit base: PEFT upcasts adapter layers but
+    not ``modules_to_save`` (the classification head, DeBERTa's pooler), whose AdamW updates in
+    bf16 mostly round away (fp16: the second moment underflows). Such a module's parameters
+    become fp32; a pre-hook casts its floating inputs to fp32 and a hook casts its output back
+    to the input's dtype, so the modules around it see what they saw. Returns the modules."""
+    changed = []
+    for name, mod in model.named_modules():
+        own = [p for p in mod.parameters(recurse=False) if p.requires_grad and p.dtype in HALF]
+        if not own:
+            continue
+        for p in own:
+            p.data = p.data.float()
+        mod.register_forward_pre_hook(_inputs_to_fp32, with_kwargs=True)
+        mod.register_forward_hook(_output_back, with_kwargs=True)
+        changed.append(name)
+    return changed
+
+
+def _cast(x, dtype):
+    if torch.is_tensor(x) and x.is_floating_point():
+        return x.to(dtype)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_cast(v, dtype) for v in x)
+    if isinstance(x, dict):
+        return {k: _cast(v, dtype) for k, v in x.items()}
+    return x
+
+
+def _first_float(args, kwargs):
+    for v in (*args, *kwargs.values()):
+        if torch.is_tensor(v) and v.is_floating_point():
+            return v.dtype
+    return None
+
+
+def _inputs_to_fp32(mod, args, kwargs):
+    mod._rankbits_in_dtype = _first_float(args, kwargs)
+    return _cast(args, torch.float32), _cast(kwargs, torch.float32)
+
+
+def _output_back(mod, args, kwargs, output):
+    dtype = getattr(mod, "_rankbits_in_dtype", None)
+    return output if dtype in (None, torch.float32) else _cast(output, dtype)
 
 
 def load_base_backbone(model: str, bits: str, options: dict, device):

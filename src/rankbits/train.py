@@ -34,7 +34,7 @@ from .io import atomic_dir, dir_bytes, write_csv, write_json
 from .allocation import budget_record
 from .footprint import footprint
 from .methods import METHODS, module_dims
-from .modeling import attach_adapter, load_base, load_tokenizer
+from .modeling import attach_adapter, load_prepared_base, load_tokenizer
 from .models import MODELS, Family
 from .problems import Problem, problem, score, score_split, task_loss
 from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
@@ -82,6 +82,7 @@ class Context:
     hp: dict
     dims: dict[str, tuple[int, int]]
     family: Family  # locate(module) -> (layer, kind); stack(module) -> "encoder" / "decoder" / ""
+    total_steps: int = 0
     upstream_dir: str | None = None
     probe: Callable | None = None
     val_loss: Callable[[], float] | None = None
@@ -93,25 +94,29 @@ class Context:
 
 
 def optimizer_step(model, batch, trainable, optimizer, scheduler, hook, step, max_grad_norm,
-                   prob: Problem, skip_nonfinite: bool = False):
+                   prob: Problem, skip_nonfinite: bool = False, skip_hook=None):
     """One optimizer step; returns (task loss, optimised loss, grad norm) as 0-d tensors and
-    whether the batch was skipped (only with ``skip_nonfinite``, which syncs every step)."""
+    whether the batch was skipped (only with ``skip_nonfinite``, which syncs every step). A
+    skipped batch updates no weight, but the schedule advances and ``skip_hook(step)`` runs (a
+    method's schedule, such as AdaLoRA's final allocation, must not miss its step)."""
     out = model(**batch)
     task = task_loss(prob, out.logits.detach(), batch["labels"])
-    if skip_nonfinite and not bool(torch.isfinite(out.loss)):
-        optimizer.zero_grad(set_to_none=True)
-        return task, out.loss.detach().float(), torch.tensor(float("nan")), True
-    out.loss.backward()
-    gnorm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-    if skip_nonfinite and not bool(torch.isfinite(gnorm)):
-        optimizer.zero_grad(set_to_none=True)
-        return task, out.loss.detach().float(), gnorm.detach().float(), True
-    optimizer.step()
-    scheduler.step()
-    if hook is not None:
-        hook(step)
+    gnorm = torch.tensor(float("nan"))
+    if not (skip_nonfinite and not bool(torch.isfinite(out.loss))):
+        out.loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+        if not (skip_nonfinite and not bool(torch.isfinite(gnorm))):
+            optimizer.step()
+            scheduler.step()
+            if hook is not None:
+                hook(step)
+            optimizer.zero_grad(set_to_none=True)
+            return task, out.loss.detach().float(), gnorm.detach().float(), False
     optimizer.zero_grad(set_to_none=True)
-    return task, out.loss.detach().float(), gnorm.detach().float(), False
+    scheduler.step()
+    if skip_hook is not None:
+        skip_hook(step)
+    return task, out.loss.detach().float(), gnorm.detach().float(), True
 
 
 def make_optimizer(params, hp: dict, quantized: bool, device, paged_ok: bool = True):
@@ -160,6 +165,46 @@ def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir:
         write_failure(out_dir, spec, exc)
 
 
+@dataclass
+class Data:
+    """Phase 1 of a run: the training rows as batches (and a method's held-out validation rows)."""
+
+    tokenizer: object
+    batches: Batches
+    val_batches: Batches | None
+    n_train: int
+    n_val: int
+    steps: int
+
+
+@dataclass
+class Built:
+    """Phase 2: the model with its adapter, the optimizer, and what the method was told."""
+
+    model: object
+    base_info: dict
+    ctx: Context
+    allocation: dict | None
+    trainable: list
+    params: dict
+    optimizer: object
+    scheduler: object
+    load_seconds: float
+
+
+@dataclass
+class Progress:
+    """What the loop carries from step to step, and what a checkpoint saves of it."""
+
+    ranks: dict
+    rank_rows: list
+    log_rows: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    start: int = 0
+    seen: int = 0
+    train_seconds: float = 0.0
+
+
 @advises_on_oom("training")
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
               base_dir: str | None = None, upstream_dir: str | None = None,
@@ -171,16 +216,39 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     choosing among learning rates) — never on the test split.
     ``checkpoint_dir``: where the run's checkpoint lives (see ``rankbits.checkpoint``); a run
     finding one there for its configuration resumes from it, and removes it when done; one is
-    saved every ``checkpoint_every`` optimizer steps (0: only on SIGTERM / SIGUSR1)."""
+    saved every ``checkpoint_every`` optimizer steps (0: only on SIGTERM / SIGUSR1).
+
+    Five phases, each a function below: prepare data -> build model -> restore -> loop -> record."""
     import transformers
     run = Run(**spec["run"])
-    hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
     torch.set_num_threads(max(1, threads))
     transformers.set_seed(run.seed)
     device = pick_device(spec["device"])
-    skip_nonfinite = hp["on_nan"] == "skip_batch"
     t0 = time.perf_counter()
+    ckpt = Checkpointer(checkpoint_dir, config_hash(spec), checkpoint_every)
+    resume = ckpt.load(device)
 
+    data = prepare_data(spec, run, train_path)
+    built = build_model(spec, run, data, device, base_dir, upstream_dir, resume, t0)
+    progress = restore(built, resume) if resume else Progress(*initial_ranks(built, run))
+    loop(spec, run, data, built, progress, ckpt, device, resume)
+    info = record(spec, run, data, built, progress, selection_path, device)
+    with atomic_dir(out_dir) as tmp:
+        built.model.save_pretrained(tmp / "adapter")
+        info["adapter_bytes"] = dir_bytes(tmp / "adapter")
+        write_json(tmp / "train_info.json", info)
+        write_json(tmp / "rank_pattern.json", dict(sorted(progress.ranks.items())))
+        write_csv(tmp / "rank_history.csv", ("step", "module", "rank"), progress.rank_rows)
+        write_csv(tmp / "train_log.csv",
+                  ("step", "task_loss", "loss", "lr", "grad_norm", "total_rank"), progress.log_rows)
+    ckpt.remove()
+    return info
+
+
+def prepare_data(spec: dict, run: Run, train_path: str) -> Data:
+    """The run's training rows as length-grouped batches; a method that needs validation rows
+    (``grow``) gets them held out of train with the run's seed."""
+    hp, method = spec["training"], METHODS.get(run.method)
     df = pd.read_parquet(train_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
     n_val = method.validation_samples(spec["method_options"])
@@ -193,28 +261,28 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
         df = df.drop(val_df.index)
         val_batches = Batches(val_df, hp["eval_batch_size"], tokenizer.pad_token_id, hp["group_by_length"])
     batches = Batches(df, hp["batch_size"], tokenizer.pad_token_id, hp["group_by_length"])
-    steps = total_steps(len(df), hp)
-    opts = method.prepare(run.budget, spec["method_options"], steps, f"methods.{run.method}")
+    return Data(tokenizer, batches, val_batches, len(df), n_val, total_steps(len(df), hp))
 
-    def base_model():
-        m, info = load_base(run.model, run.bits, run.task, spec["model_options"], device, base_dir)
-        info["kbit_prepared"] = bool(info["quantized"] and hp["kbit_prepare"])
-        if info["kbit_prepared"]:  # QLoRA recipe: upcasts norms/heads to fp32, input grads on
-            from peft import prepare_model_for_kbit_training
 
-            m = prepare_model_for_kbit_training(m, use_gradient_checkpointing=False)
-        return m, info
+def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir, resume,
+                t0: float) -> Built:
+    """The base at its bit-width, the method's allocation (or the saved one, on resume), the
+    adapter, the optimizer and the schedule; the method's ``setup`` has run."""
+    import transformers
+    hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
+    opts = method.prepare(run.budget, spec["method_options"], data.steps, f"methods.{run.method}")
+    skip_nonfinite = hp["on_nan"] == "skip_batch"
 
     def probe(n_steps: int, hook=None):
         """Uniform LoRA at the budget, trained ``n_steps`` on this run's data by the same step;
         ``hook(model, step)`` sees the gradients after each optimizer step."""
-        pm, _ = base_model()
+        pm, _ = load_prepared_base(run, spec, device, base_dir)
         pm = attach_adapter(pm, run.model, run.task, METHODS.get("lora"), run.budget, {}, hp, n_steps)
         params = [p for p in pm.parameters() if p.requires_grad]
         popt, _ = make_optimizer(params, hp, base_info["quantized"], device)
         psched = transformers.get_linear_schedule_with_warmup(popt, int(round(hp["warmup_ratio"] * n_steps)),
                                                                n_steps)
-        pstream = batch_stream(batches, run.seed)
+        pstream = batch_stream(data.batches, run.seed)
         pm.train()
         for k in range(n_steps):
             batch = {key: v.to(device) for key, v in next(pstream).items()}
@@ -224,17 +292,15 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
 
     def val_loss() -> float:
         model.eval()
-        loss = score(model, val_batches, device, prob, metrics=False)[2]
+        loss = score(model, data.val_batches, device, prob, metrics=False)[2]
         model.train()
         return loss
 
-    ckpt = Checkpointer(checkpoint_dir, config_hash(spec), checkpoint_every)
-    resume = ckpt.load(device)
-    model, base_info = base_model()
+    model, base_info = load_prepared_base(run, spec, device, base_dir)
     family = MODELS.get(run.model).family
     ctx = Context(run=run, opts=opts, hp=hp, dims=family.target_dims(model), family=family,
-                  upstream_dir=upstream_dir, probe=probe,
-                  val_loss=val_loss if val_batches is not None else None)
+                  total_steps=data.steps, upstream_dir=upstream_dir, probe=probe,
+                  val_loss=val_loss if data.val_batches is not None else None)
     if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of
         # its record, since setup() and the replay of a method's state write to ctx.record
         allocation, ctx.record = resume["allocation"], copy.deepcopy(resume["record"])
@@ -246,7 +312,7 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                          weight_dtype=f"{method.name}: per-layer bit map",
                          footprint=footprint(model.base_model))  # backbone, as footprint.json
     transformers.set_seed(run.seed)  # the adapter starts the same whatever the allocation consumed
-    model = attach_adapter(model, run.model, run.task, method, run.budget, opts, hp, steps,
+    model = attach_adapter(model, run.model, run.task, method, run.budget, opts, hp, data.steps,
                            allocation=allocation)
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = {
@@ -258,29 +324,43 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     optimizer, base_info["optimizer"] = make_optimizer(trainable, hp, base_info["quantized"], device,
                                                        method.paged_optimizer)
     scheduler = transformers.get_linear_schedule_with_warmup(
-        optimizer, int(round(hp["warmup_ratio"] * steps)), steps)
+        optimizer, int(round(hp["warmup_ratio"] * data.steps)), data.steps)
     ctx.model, ctx.optimizer, ctx.trainable = model, optimizer, trainable
     method.setup(ctx)
-    load_seconds = time.perf_counter() - t0
+    return Built(model, base_info, ctx, allocation, trainable, params, optimizer, scheduler,
+                 time.perf_counter() - t0)
 
-    ranks = method.ranks(model)
-    rank_rows = [(0, m, r) for m, r in sorted(ranks.items())]
-    log_rows: list[tuple] = []
-    pending: list[tuple[int, torch.Tensor, torch.Tensor, float, torch.Tensor, int]] = []
-    skipped = []
-    start, seen, train_seconds = 0, 0, 0.0
-    if resume:
-        method.restore_state(ctx, resume["method"])  # first: grow reshapes the adapter
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in resume["params"].items():
-                named[name].copy_(value)
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        ranks, rank_rows, log_rows, skipped = (resume[k] for k in ("ranks", "rank_rows", "log_rows",
-                                                                    "skipped"))
-        start, seen, train_seconds = resume["step"], resume["seen"], resume["train_seconds"]
-        ctx.record = resume["record"]
+
+def initial_ranks(built: Built, run: Run) -> tuple[dict, list]:
+    ranks = METHODS.get(run.method).ranks(built.model)
+    return ranks, [(0, m, r) for m, r in sorted(ranks.items())]
+
+
+def restore(built: Built, resume: dict) -> Progress:
+    """Continue a saved attempt: the method's state first (grow reshapes the adapter), then the
+    trainable values, the optimizer, the schedule and the loop's own records."""
+    ctx = built.ctx
+    METHODS.get(ctx.run.method).restore_state(ctx, resume["method"])
+    named = dict(built.model.named_parameters())
+    with torch.no_grad():
+        for name, value in resume["params"].items():
+            named[name].copy_(value)
+    built.optimizer.load_state_dict(resume["optimizer"])
+    built.scheduler.load_state_dict(resume["scheduler"])
+    ctx.record = resume["record"]
+    print(f"rankbits: {ctx.run.path}: resuming from optimizer step {resume['step']}", flush=True)
+    return Progress(*(resume[k] for k in ("ranks", "rank_rows", "log_rows", "skipped", "step", "seen",
+                                          "train_seconds")))
+
+
+def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Checkpointer, device,
+         resume: dict | None) -> None:
+    """The optimizer steps from ``pg.start`` to the end; losses are checked (and logged) in groups
+    of ``log_every`` steps, a checkpoint is saved when due."""
+    hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
+    model, optimizer, ctx = built.model, built.optimizer, built.ctx
+    skip_nonfinite = hp["on_nan"] == "skip_batch"
+    pending: list[tuple] = []
 
     def flush():
         if not pending:
@@ -292,99 +372,96 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
                     f"{run.path}: non-finite loss ({loss}) at optimizer step {step}; lower the "
                     f"learning rate (training.lr) or gradient clipping (training.max_grad_norm), "
                     f"or set training.on_nan: skip_batch", step)
-            log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
+            pg.log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
         pending.clear()
+
+    def checkpoint(step):
+        flush()  # a non-finite loss stops the run before it is saved
+        ckpt.save({"step": step, "seen": pg.seen, "train_seconds": time.perf_counter() - t1 + pg.train_seconds,
+                   "params": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
+                   "optimizer": optimizer.state_dict(), "scheduler": built.scheduler.state_dict(),
+                   "method": method.checkpoint_state(ctx), "allocation": built.allocation,
+                   "record": ctx.record, "ranks": pg.ranks, "rank_rows": pg.rank_rows,
+                   "log_rows": pg.log_rows, "skipped": pg.skipped})
 
     def hook(step):
         method.on_optimizer_step(ctx, step)
 
-    def checkpoint(step):
-        flush()  # a non-finite loss stops the run before it is saved
-        ckpt.save({"step": step, "seen": seen, "train_seconds": time.perf_counter() - t1 + train_seconds,
-                   "params": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
-                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "method": method.checkpoint_state(ctx), "allocation": allocation,
-                   "record": ctx.record, "ranks": ranks, "rank_rows": rank_rows,
-                   "log_rows": log_rows, "skipped": skipped})
+    def skip_hook(step):
+        method.on_skipped_step(ctx, step)
 
     model.train()
     reset_peak(device)
-    stream = batch_stream(batches, run.seed)
-    for _ in range(start):  # the batches the saved attempt consumed
+    stream = batch_stream(data.batches, run.seed)
+    for _ in range(pg.start):  # the batches the saved attempt consumed
         next(stream)
     if resume:
         set_rng_state(resume["rng"])
     t1 = time.perf_counter()
     with ckpt:
-        for step in tqdm(range(start, steps), desc=run.path, mininterval=5, initial=start,
-                         total=steps):
+        for step in tqdm(range(pg.start, data.steps), desc=run.path, mininterval=5, initial=pg.start,
+                         total=data.steps):
             batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
-            task_loss, loss, gnorm, skip = optimizer_step(model, batch, trainable, optimizer, scheduler,
-                                                          hook, step, hp["max_grad_norm"], prob,
-                                                          skip_nonfinite)
-            seen += batch["labels"].shape[0]
+            task_loss, loss, gnorm, skip = optimizer_step(
+                model, batch, built.trainable, optimizer, built.scheduler, hook, step,
+                hp["max_grad_norm"], prob, skip_nonfinite, skip_hook)
+            pg.seen += batch["labels"].shape[0]
             if skip:
-                skipped.append(step + 1)
-
+                pg.skipped.append(step + 1)
             if method.rank_adaptive:
                 new = method.ranks(model)
-                if new != ranks:
-                    rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
-                    ranks = new
-            pending.append((step + 1, task_loss, loss, scheduler.get_last_lr()[0], gnorm,
-                            sum(ranks.values())))
+                if new != pg.ranks:
+                    pg.rank_rows += [(step + 1, m, r) for m, r in sorted(new.items())]
+                    pg.ranks = new
+            pending.append((step + 1, task_loss, loss, built.scheduler.get_last_lr()[0], gnorm,
+                            sum(pg.ranks.values())))
             if len(pending) >= hp["log_every"]:
                 flush()
-            if step + 1 < steps and ckpt.due(step + 1):
+            if step + 1 < data.steps and ckpt.due(step + 1):
                 checkpoint(step + 1)
     flush()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    train_seconds += time.perf_counter() - t1
-    memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(optimizer)}
+    pg.train_seconds += time.perf_counter() - t1
 
-    selection = score_selection(model, selection_path, prob, hp, tokenizer, spec["task_options"], device)
+
+def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selection_path, device) -> dict:
+    """train_info.json: the run, its settings, parameters, ranks, memory, time and selection score."""
+    hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
+    model, ctx = built.model, built.ctx
+    memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(built.optimizer)}
+    selection = score_selection(model, selection_path, prob, hp, data.tokenizer, spec["task_options"], device)
     dims = module_dims(model)
-    eff = sum(r * method.params_per_rank(*dims[m]) for m, r in ranks.items())
-    info = {
+    eff = sum(r * method.params_per_rank(*dims[m]) for m, r in pg.ranks.items())
+    return {
         "run": run.as_dict(),
         "run_path": run.path,
         "config_hash": config_hash(spec),
         "training": hp,
-        "method_options": opts,
+        "method_options": ctx.opts,
         "lora_alpha": float(model.peft_config[model.active_adapter].lora_alpha),
         "budget": run.budget,
-        "steps": steps,
-        "epochs_seen": seen / len(df),
-        "n_train": len(df),
-        "n_validation_held_out": n_val,
+        "steps": data.steps,
+        "epochs_seen": pg.seen / data.n_train,
+        "n_train": data.n_train,
+        "n_validation_held_out": data.n_val,
         "module_dims": dims,
-        "params": {**params, "trainable_final": sum(p.numel() for p in ctx.trainable),
+        "params": {**built.params, "trainable_final": sum(p.numel() for p in ctx.trainable),
                    "effective_adapter": eff},
-        "total_rank": sum(ranks.values()),
+        "total_rank": sum(pg.ranks.values()),
         "target_total_rank": run.budget * len(ctx.dims),
         "budget_match": budget_record(eff, ctx.dims, run.budget),
-        "allocation": ({"ranks": dict(sorted(allocation.items())), **ctx.record}
-                       if allocation is not None else ctx.record or None),
-        "skipped_batches": skipped,
+        "allocation": ({"ranks": dict(sorted(built.allocation.items())), **ctx.record}
+                       if built.allocation is not None else ctx.record or None),
+        "skipped_batches": pg.skipped,
         "selection": selection,
-        "base": base_info,
+        "base": built.base_info,
         "memory": memory,
-        "final_task_loss": next((r[1] for r in reversed(log_rows) if math.isfinite(r[1])), None),
-        "timing": {"load_seconds": load_seconds, "train_seconds": train_seconds,
-                   "resumed_at_step": start or None,  # from a checkpoint of an earlier attempt
-                   "samples_per_second": seen / train_seconds if train_seconds else None},
+        "final_task_loss": next((r[1] for r in reversed(pg.log_rows) if math.isfinite(r[1])), None),
+        "timing": {"load_seconds": built.load_seconds, "train_seconds": pg.train_seconds,
+                   "resumed_at_step": pg.start or None,  # from a checkpoint of an earlier attempt
+                   "samples_per_second": pg.seen / pg.train_seconds if pg.train_seconds else None},
         "device": device_info(device),
         "versions": versions(),
         "rankbits_version": __version__,
     }
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp / "adapter")
-        info["adapter_bytes"] = dir_bytes(tmp / "adapter")
-        write_json(tmp / "train_info.json", info)
-        write_json(tmp / "rank_pattern.json", dict(sorted(ranks.items())))
-        write_csv(tmp / "rank_history.csv", ("step", "module", "rank"), rank_rows)
-        write_csv(tmp / "train_log.csv",
-                  ("step", "task_loss", "loss", "lr", "grad_norm", "total_rank"), log_rows)
-    ckpt.remove()
-    return info

@@ -70,6 +70,10 @@ class Method:
     def on_optimizer_step(self, ctx, step: int) -> None:
         """Called after ``optimizer.step()`` and before ``zero_grad()``; ``step`` counts from 0."""
 
+    def on_skipped_step(self, ctx, step: int) -> None:
+        """Called instead of ``on_optimizer_step`` for a batch skipped under ``on_nan:
+        skip_batch`` (no gradients): a method's schedule must still see the step."""
+
     def checkpoint_state(self, ctx) -> dict:
         """The method's training state beyond parameters and optimizer, for a checkpoint."""
         return {}

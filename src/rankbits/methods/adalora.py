@@ -38,8 +38,9 @@ class AdaLoRA(Method):
 
         o = dict(opts)
         o["init_r"] = o["init_r"] or math.ceil(1.5 * budget)
-        if o["init_r"] < budget:
-            raise ConfigError(f"{where}.init_r: {o['init_r']} is below the target rank {budget}")
+        if o["init_r"] <= budget:  # nothing to prune: PEFT's masking would ask for kthvalue(k=0)
+            raise ConfigError(f"{where}.init_r: {o['init_r']} must be above the target rank "
+                              f"(the budget, {budget})")
         o["tinit"] = as_steps(o["tinit"], total_steps)
         o["tfinal"] = max(1, as_steps(o["tfinal"], total_steps))
         o["deltaT"] = max(1, as_steps(o["deltaT"], total_steps))
@@ -64,10 +65,36 @@ class AdaLoRA(Method):
     def on_attach(self, model):
         from .adalora_fast import install
 
+        # PEFT's cast_adapter_dtype (16-bit base; 4-bit on CUDA) re-creates ``ranknum`` as a
+        # trainable parameter: a scale that would train but is never saved
+        for name, p in model.named_parameters():
+            if ".ranknum." in name:
+                p.requires_grad_(False)
         install(model)  # PEFT's per-step bookkeeping, batched (same values)
 
     def on_optimizer_step(self, ctx, step):
         ctx.model.base_model.update_and_allocate(step)
+
+    def on_skipped_step(self, ctx, step):
+        """No gradients, so no importance update; but a pruning due at this step (above all the
+        final allocation at total_step - tfinal) happens on the scores so far, and after it the
+        pruned singular values stay masked, as ``update_and_allocate`` does."""
+        tuner = ctx.model.base_model
+        cfg, alloc = tuner.peft_config[tuner.trainable_adapter_name], tuner.rankallocator
+        final = cfg.total_step - cfg.tfinal
+        if step > final:
+            alloc.mask_using_rank_pattern(tuner.model, cfg.rank_pattern)
+            return
+        budget, due = alloc.budget_schedule(step)
+        if not (due or step == final):
+            return
+        if not alloc.exp_avg_ipt:  # every step so far was skipped: nothing to rank by
+            from ..train import NonFiniteLoss
+            raise NonFiniteLoss(f"{ctx.run.path}: AdaLoRA reached its allocation at step {step} "
+                                f"with every batch before it skipped (non-finite)", step)
+        cfg.rank_pattern = alloc.mask_to_budget(tuner.model, budget)
+        if step == final:
+            alloc.reset_ipt()
 
     # PEFT's RankAllocator keeps smoothed importance scores between steps; the masks themselves
     # live in the lora_E parameters and the rank pattern in the adapter's config

@@ -91,6 +91,8 @@ class Grow(LoRA):
             st["bad"] += 1
         if st["bad"] < o["patience"] or st["rank"] >= o["r_max"]:
             return
+        if ctx.total_steps - (step + 1) < o["eval_every"]:  # new slices would hardly train
+            return
         grow_all(ctx, min(o["delta_r"], o["r_max"] - st["rank"]), step + 1)
         st["bad"] = 0
 
