@@ -145,3 +145,16 @@ def test_the_old_leaky_sst2_split_would_be_flagged(tmp_path, capsys):
     m = prepare_task("sst2", str(tmp_path), {"max_train_samples": 10}, str(tmp_path / "out"))
     assert m["leak"]["dev_rows_inside_a_train_row_fraction"] > 0.5
     assert "WARNING task sst2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task,name,head", [("sst2", "train.tsv", b"sentence\tlabel\ngood \t1\n"),
+                                            ("wikitext2", "train.txt", b" = Title = \n\n text\n"),
+                                            ("cnn_dailymail", "train.jsonl", b'{"article": "a", "highlights": "b"}\n'),
+                                            ("alpaca", "alpaca_data.json", b'[{"instruction": "a",\n "output": "b"}\n')])
+def test_a_byte_that_is_not_utf8_names_file_line_and_column(tmp_path, task, name, head):
+    d = tmp_path / task
+    d.mkdir()
+    (d / name).write_bytes(head + b"caf\xe9 au lait\n")
+    lines = head.count(b"\n") + 1
+    with pytest.raises(DataError, match=rf"{name}:{lines}: byte 0xe9 at column 4 is not valid UTF-8"):
+        load_split(TASKS.get(task), "train", str(tmp_path))

@@ -34,3 +34,11 @@ def test_paired_bootstrap_over_examples():
     assert r["diff"] == 0 and r["ci_low"] == r["ci_high"] == 0 and r["p"] == 1.0
     with pytest.raises(ValueError, match="same length"):
         paired_bootstrap(y, y[:3], y, acc)
+
+
+def test_monte_carlo_sign_flip_p_is_never_zero():
+    """Above 16 seeds the sign patterns are drawn; the observed one counts as a draw, so 20
+    differences all of one sign give (hits + 1) / (draws + 1), not 0."""
+    p = sign_flip_p([1.0] * 20, draws=1000)
+    assert 0 < p <= 2 / 1001  # the 2 extreme patterns are 2 of 2^20: about never drawn
+    assert sign_flip_p(np.linspace(-1, 1, 20), draws=1000) == 1.0  # mean 0: every draw reaches it

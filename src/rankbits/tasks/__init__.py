@@ -73,15 +73,35 @@ def register(task: Task) -> Task:
     return TASKS.register(task.name, task)
 
 
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A data file's text; a byte that is not valid in ``encoding`` is a DataError naming the file,
+    line and column (not a bare UnicodeDecodeError)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(f"{path}:{line}: byte 0x{raw[exc.start]:02x} at column {column} is not valid "
+                        f"{exc.encoding.upper()} (save the file as UTF-8)") from None
+
+
+def text_lines(path: Path, encoding: str = "utf-8"):
+    """The file's lines with their endings, as ``open(path, newline="")`` yields them."""
+    import io
+
+    return io.StringIO(read_text(path, encoding), newline="")
+
+
 def read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
     """(line number, record) for each non-blank line of a JSON Lines file; each record must have
     the ``required`` string fields."""
     import json
 
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     rows = []
-    with open(path, encoding="utf-8") as fh:
+    with text_lines(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

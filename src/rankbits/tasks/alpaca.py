@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import DataError, Task, check_fields, register, text_frame
+from . import DataError, Task, check_fields, read_text, register, text_frame
 
 PROMPT_INPUT = ("Below is an instruction that describes a task, paired with an input that provides "
                 "further context. Write a response that appropriately completes the request.\n\n"
@@ -33,11 +33,9 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def read_json(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    text = read_text(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, list) or not data:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import metrics
-from . import DataError, Task, register
+from . import DataError, Task, register, text_lines
 
 FILES = {"train": "train.tsv", "dev": "dev.tsv"}
 HUB_SPLITS = {"train": "train", "dev": "validation"}
@@ -20,10 +20,8 @@ HUB_SPLITS = {"train": "train", "dev": "validation"}
 
 def read_tsv(path: Path, *, header: list[str] | None, ncols: int) -> list[tuple[int, list[str]]]:
     """(line number, fields) for each data row; a row with the wrong field count is an error."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with text_lines(path, "utf-8-sig") as fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
             if lineno == 1 and header is not None:
@@ -47,9 +45,7 @@ def read_tsv(path: Path, *, header: list[str] | None, ncols: int) -> list[tuple[
 def read_named(path: Path, columns: list[str]) -> list[tuple[int, dict[str, str]]]:
     """(line number, {column: field}) for a TSV file with a header that has at least ``columns``
     (in any order, others ignored); every row has as many fields as the header."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with text_lines(path, "utf-8-sig") as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
     missing = [c for c in columns if c not in header]
     if missing:

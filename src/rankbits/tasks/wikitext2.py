@@ -19,13 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import DataError, Task, register, text_frame
+from . import DataError, Task, register, text_frame, text_lines
 
 
 def read_lines(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as fh:
+    with text_lines(path) as fh:
         lines = [line.rstrip("\r\n") for line in fh]
     rows = [{"idx": n, "text": line, "target": None} for n, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
