@@ -1,6 +1,8 @@
 """Where a prepared base model's bytes are, by component, counting what transformers'
 ``get_memory_footprint()`` leaves out: bitsandbytes' quantization constants (absmax per block,
-double-quantized absmax and its scale, code tables, LLM.int8 row scales)."""
+double-quantized absmax and its scale, LLM.int8 row scales) and code tables, each apart. A
+quantized Linear's bias stays fp32 and is its own component (``quantized_linear_bias``), not part
+of the bytes per quantized weight."""
 from __future__ import annotations
 
 import torch
@@ -21,17 +23,20 @@ def quantized_params(module: torch.nn.Module) -> int | None:
     return None
 
 
-def quant_constants(module: torch.nn.Module) -> list[torch.Tensor]:
+def quant_constants(module: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(per-block constants: absmax, double-quantized absmax, offset, LLM.int8 row scales;
+    code tables: the 16- and 256-entry lookup tables each 4-bit layer carries)."""
     w = module.weight
     qs = getattr(w, "quant_state", None)
     if qs is None:
-        return [w.SCB]
-    out = [qs.absmax, qs.code]
+        return [w.SCB], []
+    consts, codes = [qs.absmax], [qs.code]
     if getattr(qs, "offset", None) is not None and torch.is_tensor(qs.offset):
-        out.append(qs.offset)
+        consts.append(qs.offset)
     if qs.nested:
-        out += [qs.state2.absmax, qs.state2.code]
-    return out
+        consts.append(qs.state2.absmax)
+        codes.append(qs.state2.code)
+    return consts, codes
 
 
 def component(name: str, module: torch.nn.Module) -> str:
@@ -66,22 +71,30 @@ def footprint(model: torch.nn.Module) -> dict:
         if not own:
             continue
         kind = component(name, mod)
-        add(kind, own)
         n = quantized_params(mod)
-        if n is not None:
+        if n is not None:  # the weight; its (unquantized) bias is a component of its own
+            add(kind, [mod.weight])
+            add("quantized_linear_bias", [t for t in own if t is not mod.weight])
             q_params += n
             original_params += n + sum(p.numel() for p in own if p is not mod.weight)
-            add("quantization_constants", quant_constants(mod))
+            consts, codes = quant_constants(mod)
+            add("quantization_constants", consts)
+            add("quantization_code_tables", codes)
         else:
+            add(kind, own)
             original_params += sum(p.numel() for p in mod.parameters(recurse=False))
     total = sum(parts.values())
     q_bytes = parts.get("quantized_linear_weights", 0) + parts.get("quantization_constants", 0)
+    codes = parts.get("quantization_code_tables", 0)
     return {
         "total_bytes": total,
         "bytes_by_component": parts,
         "transformers_memory_footprint": int(model.get_memory_footprint()),
         "quantized_linear_params": q_params,
-        "quantized_linear_bytes_per_param": q_bytes / q_params if q_params else None,
+        # bytes per quantized weight: the weight and its per-block constants, code tables
+        # included (and, apart, without them); biases stay fp32 and are not in it
+        "quantized_linear_bytes_per_param": (q_bytes + codes) / q_params if q_params else None,
+        "quantized_linear_bytes_per_param_without_code_tables": q_bytes / q_params if q_params else None,
         "params": original_params,
         "bytes_if_16bit": original_params * 2,
         "bytes_if_32bit": original_params * 4,
