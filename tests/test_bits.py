@@ -168,3 +168,27 @@ def test_quantized_bits_need_the_prepared_base():
 
     with pytest.raises(ValueError, match=r"prepared base"):
         load_base("minilm", "4", "sst2", {}, CPU, None)
+
+
+@needs_shared_data("sst2")
+def test_quant_errors_leave_padded_positions_out(sst2_tokens):
+    """The same rows padded to a longer length give the same per-layer errors (sensitive8:K ranks
+    layers by them): pad positions are not tokens the model is judged on."""
+    from rankbits.models import MODELS
+    from rankbits.modeling import load_base_backbone, load_tokenizer
+    from rankbits.prepare import calibration_batch
+    from rankbits.quant import diagnostics
+
+    pad = load_tokenizer("minilm", {}).pad_token_id
+    batch = calibration_batch(str(sst2_tokens / "tok_dev.parquet"), 8, pad, CPU)
+    extra = 24
+    longer = {"input_ids": torch.nn.functional.pad(batch["input_ids"], (0, extra), value=pad),
+              **{k: torch.nn.functional.pad(v, (0, extra), value=0) for k, v in batch.items() if k != "input_ids"}}
+    ref, _ = load_base_backbone("minilm", "32", {}, CPU)
+    q, _ = load_base_backbone("minilm", "4", {}, CPU)
+    locate = MODELS.get("minilm").family.locate
+    a, b = (diagnostics(q, ref, x, locate) for x in (batch, longer))
+    assert len(a) == 36
+    for ra, rb in zip(a, b):
+        assert rb["rel_output_error"] == pytest.approx(ra["rel_output_error"], rel=1e-4), ra["module"]
+        assert rb["output_cosine"] == pytest.approx(ra["output_cosine"], abs=1e-6)

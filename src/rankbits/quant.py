@@ -16,12 +16,20 @@ def dequantized_weight(module: torch.nn.Module) -> torch.Tensor:
     return w.data.float() * w.SCB.float().unsqueeze(1) / 127.0  # LLM.int8 row-wise absmax
 
 
+def real_tokens(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The rows of a layer input (batch x tokens x features) at unpadded positions."""
+    if mask is None or x.dim() != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
+        return x
+    return x[mask.to(x.device).bool()]
+
+
 @torch.no_grad()
 def diagnostics(quantized: torch.nn.Module, reference: torch.nn.Module, batch: dict,
                 locate) -> list[dict]:
     """Per quantized Linear: relative weight error ||Ŵ-W||/||W||, and on the calibration batch the
     cosine and relative error between the quantized and full-precision layer outputs (both fed
-    the full-precision model's input to that layer)."""
+    the full-precision model's input to that layer), over the batch's real tokens only: padded
+    positions (``attention_mask`` 0) are left out."""
     ref_modules = dict(reference.named_modules())
     inputs: dict[str, torch.Tensor] = {}
     hooks = []
@@ -44,7 +52,7 @@ def diagnostics(quantized: torch.nn.Module, reference: torch.nn.Module, batch: d
         w, wq = ref.weight.float(), dequantized_weight(qmod)
         if is_conv1d(ref):  # GPT-2 stores in x out
             w = w.t()
-        x = inputs[name]
+        x = real_tokens(inputs[name], batch.get("attention_mask"))
         y = ref(x).float().flatten()
         yq = qmod(x.to(next(iter(qmod.parameters())).device)).float().flatten().to(y.device)
         rows.append({
