@@ -44,17 +44,20 @@ def load_split(task: Task, split: str, data_root: str | None, options: dict | No
     if split not in files:
         raise DataError(f"task {task.name!r} has no {split} file; set tasks.{task.name}.files.{split} "
                         f"or tasks.{task.name}.dev_samples (rows of train held out as the test split)")
-    if folder is not None and folder.is_dir():
-        path = folder / files[split]
+    path = folder / files[split] if folder is not None else None
+    if path is not None and path.is_file():
         return task.read_local(path), f"local:{path.resolve()}"
     ok, why = hub_reachable()
     if not ok:
         where = folder if folder is not None else Path("<data_root>") / task.name
-        files = ", ".join(files.values())
+        missing = f"no {path}" if folder is not None and folder.is_dir() else "no local copy"
         raise DataError(
-            f"task {task.name!r}: no local copy and the Hugging Face Hub is not reachable ({why}). "
-            f"Put {files} in {where}/ (set data_root in the config) — see README 'Data'."
+            f"task {task.name!r}: {missing} and the Hugging Face Hub is not reachable ({why}). "
+            f"Put {files[split]} in {where}/ (set data_root, or tasks.{task.name}.files.{split}, "
+            f"in the config) — see README 'Data'."
         )
+    if folder is not None and folder.is_dir():  # a local folder without this split's file
+        print(f"rankbits: {task.name}: {path} not found; reading the {split} split from the Hub")
     import datasets
 
     hub_path, hub_name = task.hub

@@ -123,9 +123,17 @@ def _pairs(first: str, second: str, label: str, mapping: dict[str, int]):
     return read
 
 
-def _hub(text: str, pair: str | None):
+def _hub(text: str, pair: str | None, names: list[str]):
+    """Rows of ``nyu-mll/glue``: the text column(s), and ``label`` as a ClassLabel whose names must
+    be ours in our order (-1 marks GLUE's unlabelled test splits, which cannot be scored)."""
     def convert(ds) -> pd.DataFrame:
+        feature = ds.features.get("label")
+        if getattr(feature, "names", names) != names:
+            raise DataError(f"Hub split {ds.split}: label names {feature.names}, expected {names}")
         df = ds.to_pandas()
+        if (df["label"] < 0).any():
+            raise DataError(f"Hub split {ds.split}: labels are -1 (an unlabelled GLUE test split); "
+                            f"use the validation split as the test split")
         return frame([
             {"idx": i, "text": r[text], "text_pair": r[pair] if pair else None, "label": int(r["label"])}
             for i, r in enumerate(df.to_dict("records"))
@@ -133,20 +141,25 @@ def _hub(text: str, pair: str | None):
     return convert
 
 
-for name, reader, pair_cols, metric_fn, primary, labels in [
-    ("sst2", _read_sst2, ("sentence", None), metrics.accuracy, "accuracy", 2),
-    ("cola", _read_cola, ("sentence", None), metrics.mcc, "mcc", 2),
-    ("mrpc", _read_mrpc, ("sentence1", "sentence2"), metrics.f1_and_accuracy, "f1", 2),
-    ("rte", _read_rte, ("sentence1", "sentence2"), metrics.accuracy, "accuracy", 2),
+# label names of nyu-mll/glue's ClassLabel features, in the order of our integer labels
+HUB_LABELS = {"sst2": ["negative", "positive"], "cola": ["unacceptable", "acceptable"],
+              "mrpc": ["not_equivalent", "equivalent"], "rte": list(RTE_LABELS),
+              "qnli": list(NLI2), "mnli": list(NLI3)}
+
+for name, reader, pair_cols, metric_fn, primary in [
+    ("sst2", _read_sst2, ("sentence", None), metrics.accuracy, "accuracy"),
+    ("cola", _read_cola, ("sentence", None), metrics.mcc, "mcc"),
+    ("mrpc", _read_mrpc, ("sentence1", "sentence2"), metrics.f1_and_accuracy, "f1"),
+    ("rte", _read_rte, ("sentence1", "sentence2"), metrics.accuracy, "accuracy"),
     ("qnli", _pairs("question", "sentence", "label", NLI2), ("question", "sentence"), metrics.accuracy,
-     "accuracy", 2),
+     "accuracy"),
     ("mnli", _pairs("sentence1", "sentence2", "gold_label", NLI3), ("premise", "hypothesis"),
-     metrics.accuracy, "accuracy", 3),
+     metrics.accuracy, "accuracy"),
 ]:
     register(Task(
-        name=name, problem_type="classification", num_labels=labels,
+        name=name, problem_type="classification", num_labels=len(HUB_LABELS[name]),
         local_files=FILES if name != "mnli" else {"train": "train.tsv", "dev": "dev_matched.tsv"},
         read_local=reader, hub=("nyu-mll/glue", name),
         hub_splits=HUB_SPLITS if name != "mnli" else {"train": "train", "dev": "validation_matched"},
-        from_hub=_hub(*pair_cols), metrics=metric_fn, primary_metric=primary,
+        from_hub=_hub(*pair_cols, HUB_LABELS[name]), metrics=metric_fn, primary_metric=primary,
     ))
