@@ -209,3 +209,32 @@ def test_new_rank_lr_mult_scales_the_new_slices_update():
     a_index = [k for k, p in enumerate(trainable(m1)) if p.shape == (4, 16)][0]
     torch.testing.assert_close(d3[a_index][2:], 3 * d1[a_index][2:])  # new rows: 3x the step
     torch.testing.assert_close(d3[a_index][:2], d1[a_index][:2])  # old rows: the same step
+
+
+def test_freeze_and_thaw_holds_adamws_step_count_of_a_held_parameter():
+    """A parameter held still for the whole freeze (a classification head) keeps its AdamW step
+    count too, so its bias correction resumes where it stopped; grown tensors, which move, count."""
+    from rankbits.growth import SliceControl
+
+    model = lora_toy()
+    head = torch.nn.Parameter(torch.randn(4))
+    opt = torch.optim.AdamW(trainable(model) + [head], lr=1e-2)
+    control = SliceControl(opt)
+
+    def steps(n):
+        g = torch.Generator().manual_seed(3)
+        for _ in range(n):
+            (model(torch.randn(8, 16, generator=g)) * head).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    steps(3)
+    grow_toy(model, opt, control=control)
+    control.freeze(2)
+    value = head.detach().clone()
+    steps(2)
+    assert torch.equal(head.detach(), value) and float(opt.state[head]["step"]) == 3
+    a = next(layer for _, layer in adapted_modules(model)).lora_A["default"].weight
+    assert float(opt.state[a]["step"]) == 5
+    steps(1)
+    assert float(opt.state[head]["step"]) == 4 and not torch.equal(head.detach(), value)

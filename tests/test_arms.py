@@ -93,3 +93,66 @@ def test_joint_refuses_a_quantized_bits_axis():
 
     with pytest.raises(ConfigError, match=r"study.bits: method 'joint' sets per-layer precision itself"):
         small_spec("joint", bits="4")
+
+
+def nan_on_forward(monkeypatch, calls: set[int]):
+    """Make the training forward passes numbered in ``calls`` (0-based) return a NaN loss."""
+    import rankbits.train as train_mod
+
+    real = train_mod.attach_adapter
+    count = [0]
+
+    def attach(*args, **kwargs):
+        model = real(*args, **kwargs)
+
+        def hook(mod, inputs, out):
+            if mod.training:
+                if count[0] in calls:
+                    out.loss = out.loss * float("nan")
+                count[0] += 1
+            return out
+        model.register_forward_hook(hook)
+        return model
+    monkeypatch.setattr(train_mod, "attach_adapter", attach)
+
+
+def test_adalora_skipping_its_final_allocation_step_still_ends_at_target_rank(sst2_tokens, tmp_path, monkeypatch):
+    """12 steps, tfinal 3: the final allocation is at step index 9. Skipping that batch (and the
+    first, before any mask exists) must neither crash nor leave the run above its target rank,
+    and the schedule keeps its length (the last learning rate is 0)."""
+    from rankbits.train import train_run
+
+    nan_on_forward(monkeypatch, {0, 9})
+    spec = small_spec("adalora", budget=4, steps=12, on_nan="skip_batch",
+                      methods={"adalora": {"tinit": 2, "tfinal": 3, "deltaT": 1}})
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "a"))
+    assert info["skipped_batches"] == [1, 10]
+    assert info["total_rank"] == info["target_total_rank"] == 4 * 36
+    import pandas as pd
+    log = pd.read_csv(tmp_path / "a" / "train_log.csv")
+    assert log["lr"].iloc[-1] == 0.0 and log["total_rank"].iloc[-1] == 4 * 36
+
+
+def test_grow_never_grows_when_too_few_steps_remain(sst2_tokens, tmp_path):
+    """Evaluations at steps 4, 8 and 12: the plateau at 12 would add slices that never train."""
+    from rankbits.train import train_run
+
+    spec = small_spec("grow", budget=8, steps=12, methods={"grow": {
+        "eval_every": 4, "patience": 1, "epsilon": 10.0, "val_samples": 16}})
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "g"))
+    assert [(e["step"], e["old_r"], e["new_r"]) for e in info["allocation"]["growth_events"]] == [(8, 2, 4)]
+    assert info["total_rank"] == 4 * 36
+
+
+def test_evaluation_prepares_a_quantized_base_as_training_did(sst2_tokens, tmp_path, monkeypatch, tmp_path_factory):
+    import peft
+
+    from conftest import base_maker
+
+    calls = []
+    real = peft.prepare_model_for_kbit_training
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training",
+                        lambda m, **kw: calls.append(type(m).__name__) or real(m, **kw))
+    base = base_maker(tmp_path_factory, sst2_tokens, "cpu")("4")
+    info, metrics = train_and_evaluate(small_spec("lora", "4"), sst2_tokens, tmp_path, base)
+    assert info["base"]["kbit_prepared"] and len(calls) == 2  # once in training, once in evaluation
