@@ -117,3 +117,66 @@ def test_a_job_whose_client_is_killed_is_stopped(env, tmp_path):
     proc.kill()  # SIGKILL: nothing is forwarded
     proc.wait()
     assert_ends(child, "the job outlived its killed client")
+
+
+LISTENER = """
+import os, socket, sys
+out = open(sys.argv[2], "w")
+if len(sys.argv) > 3:  # become another user before listening (SO_PEERCRED is taken at listen)
+    os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[3]))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\\0" + sys.argv[1]); s.listen(4); s.settimeout(60)
+print("listening", flush=True)
+conn, _ = s.accept(); conn.settimeout(3)
+got = b""
+try:
+    while chunk := conn.recv(1 << 16):
+        got += chunk
+except OSError:
+    pass
+out.write(str(len(got)))
+"""
+
+
+def impostor(env, tmp_path, *as_uid) -> tuple[subprocess.Popen, object]:
+    """A listener on the address the client will use for its server; it writes how many bytes it
+    was sent. ``as_uid``: the user it listens as."""
+    name = subprocess.run([sys.executable, "-c", "from rankbits.jobserver import server_name; print(server_name())"],
+                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+    got = tmp_path / "impostor_got.txt"
+    (tmp_path / "impostor.py").write_text(LISTENER)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "impostor.py"), name, str(got), *map(str, as_uid)],
+                            env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "listening"
+    return proc, got
+
+
+def refused_and_ran_here(env, tmp_path, proc, got, reason: str):
+    out = job(env, "import os\nrun('jobserver_targets:report', 'r.json')\nprint('client', os.getpid())", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "rankbits: job server refused (" in out.stderr and reason in out.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["pid"] == int(out.stdout.split("client")[1])
+    proc.wait(timeout=30)
+    assert got.read_text() == "0"  # not a byte of the request (environment, job) was sent
+
+
+def test_a_listener_that_is_not_the_server_is_refused_before_anything_is_sent(env, tmp_path):
+    proc, got = impostor(env, tmp_path)
+    refused_and_ran_here(env, tmp_path, proc, got, "is not a rankbits job server")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a listener as another user needs root")
+def test_a_listener_of_another_user_is_refused(env, tmp_path):
+    proc, got = impostor(env, tmp_path, 65534)
+    refused_and_ran_here(env, tmp_path, proc, got, "runs as uid 65534")
+
+
+def test_lock_and_log_files_stay_out_of_a_directory_another_user_could_hold(env, tmp_path):
+    """<tmp>/rankbits-<uid> made by someone else (here: a link to elsewhere) is not used."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / f"rankbits-{os.getuid()}").symlink_to(target)
+    out = job(env, "run('jobserver_targets:report', 'r.json')", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "is not a private directory of this user" in out.stderr
+    assert not list(target.iterdir())

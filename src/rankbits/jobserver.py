@@ -10,6 +10,14 @@ its standard input, output and error, its working directory and environment, and
 script would have (``run_job``) and reports its exit status; signals sent to the script
 (SIGTERM, SIGINT, SIGUSR1: checkpoint and stop) are passed to the fork.
 
+Trust. On a shared machine (an HPC login node) another user can see or guess the server's
+name, so neither side trusts what answers: the server serves only its own user (``SO_PEERCRED``);
+the client, before it sends a byte, checks that the peer runs as its own user and is this
+snakemake's server (its command line), and forwards signals only to a child of that server. The
+wire is JSON (a length, then UTF-8 JSON; stdio descriptors beside it), never pickle. The lock
+and log files live in a directory of the user's own (mode 0700, checked), not in /tmp itself.
+A peer that fails a check is refused with one line, and the job runs in the script's process.
+
 The server belongs to one ``snakemake`` process (``RANKBITS_JOBSERVER_OWNER``, set by the
 Snakefile for the local executor only) and exits soon after it. Nothing else is shared between
 jobs: each fork starts from the server's state just after its imports, which ran no torch
@@ -23,7 +31,7 @@ import contextlib
 import hashlib
 import importlib
 import os
-import pickle
+import json
 import signal
 import socket
 import struct
@@ -59,11 +67,18 @@ def usable(enabled: bool = True) -> bool:
 
 
 def run(target: str, *args, log: str | None = None, server: bool = True, **kwargs) -> None:
-    """Run one job: through the owner's job server when ``usable``, else in this process."""
+    """Run one job: through the owner's job server when ``usable``, else in this process (also
+    when what answers for the server fails the client's checks: one line says why)."""
     if not usable(server):
         run_job(target, args, kwargs, log)
         return
-    code, message = _client(target, args, kwargs, log)
+    try:
+        code, message = _client(target, args, kwargs, log)
+    except UntrustedPeer as exc:
+        print(f"rankbits: job server refused ({exc}); running the job in this process",
+              file=sys.stderr, flush=True)
+        run_job(target, args, kwargs, log)
+        return
     if code:
         sys.exit(message or code)
 
@@ -80,10 +95,59 @@ def address(name: str) -> str:
     return "\0" + name
 
 
-# --- wire format: a 4-byte length, then a pickle --------------------------------------------
+def state_dir() -> Path:
+    """The user's own directory for the servers' lock and log files: ``<tmp>/rankbits-<uid>``,
+    mode 0700, owned by this user and not a link (else an UntrustedPeer: another user made it)."""
+    d = Path(tempfile.gettempdir()) / f"rankbits-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(d, 0o700)
+    st = os.lstat(d)
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise UntrustedPeer(f"{d} is not a private directory of this user (a link, another owner, "
+                            f"or mode {stat.S_IMODE(st.st_mode):o})")
+    return d
+
+
+class UntrustedPeer(RuntimeError):
+    """What answers on the server's address (or holds its files) is not this user's server."""
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a connected Unix socket, from the kernel."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                      struct.calcsize("3i")))
+    return pid, uid
+
+
+def verify_server(sock: socket.socket, name: str) -> int:
+    """The peer's pid once it is known to be this user's job server ``name``; else UntrustedPeer."""
+    pid, uid = peer_credentials(sock)
+    if uid != os.getuid():
+        raise UntrustedPeer(f"the process answering on {name} runs as uid {uid}, not {os.getuid()}")
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError as exc:
+        raise UntrustedPeer(f"cannot read the command line of pid {pid} on {name} ({exc})") from None
+    if cmdline[1:4] != [b"-m", b"rankbits.jobserver", name.encode()]:
+        raise UntrustedPeer(f"pid {pid} on {name} is not a rankbits job server "
+                            f"({b' '.join(cmdline).decode(errors='replace')[:80]!r})")
+    return pid
+
+
+def child_of(pid: int, parent: int) -> bool:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return int(stat_line.rsplit(")", 1)[1].split()[1]) == parent
+
+
+# --- wire format: a 4-byte length, then UTF-8 JSON ---------------------------------------------
 
 def _send(sock: socket.socket, obj, fds: list[int] | None = None) -> None:
-    data = pickle.dumps(obj)
+    data = json.dumps(obj).encode()
     data = struct.pack("!I", len(data)) + data
     if fds:
         socket.send_fds(sock, [data], fds)
@@ -104,7 +168,7 @@ def _recv(sock: socket.socket, with_fds: bool = False):
         if not more:
             raise EOFError
         buf += more
-    return pickle.loads(buf[4:4 + struct.unpack("!I", buf[:4])[0]]), fds
+    return json.loads(buf[4:4 + struct.unpack("!I", buf[:4])[0]].decode()), fds
 
 
 # --- client ------------------------------------------------------------------------------------
@@ -125,12 +189,14 @@ def _connect(name: str) -> socket.socket:
     s = attempt()
     if s is not None:
         return s
-    files = Path(tempfile.gettempdir()) / name
-    with open(f"{files}.lock", "w") as lock:  # one job starts it; the others wait here
+    files = state_dir() / name
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+    with os.fdopen(os.open(f"{files}.lock", flags, 0o600), "w") as lock:  # one job starts it;
+        # the others wait here
         fcntl.flock(lock, fcntl.LOCK_EX)
         s = attempt()
         if s is None:
-            server_log = open(f"{files}.log", "a")
+            server_log = os.fdopen(os.open(f"{files}.log", flags | os.O_APPEND, 0o600), "a")
             proc = subprocess.Popen([sys.executable, "-m", "rankbits.jobserver", name],
                                     stdin=subprocess.DEVNULL, stdout=server_log, stderr=server_log,
                                     start_new_session=True)
@@ -149,11 +215,20 @@ def _connect(name: str) -> socket.socket:
 def _client(target, args, kwargs, log) -> tuple[int, str | None]:
     request = {"target": target, "args": args, "kwargs": kwargs, "log": log, "cwd": os.getcwd(),
                "env": dict(os.environ)}
+    name = server_name()
     for attempt in range(3):  # a server that was just closing drops the connection unanswered
-        sock = _connect(server_name())
+        sock = _connect(name)
+        try:
+            server = verify_server(sock, name)  # before a byte of the request goes out
+        except UntrustedPeer:
+            sock.close()
+            raise
         try:
             _send(sock, request, [0, 1, 2])
-            pid = _recv(sock)[0]["pid"]
+            pid = int(_recv(sock)[0]["pid"])
+            if not child_of(pid, server):
+                sock.close()
+                raise UntrustedPeer(f"the server named pid {pid}, which is not its own child")
             break
         except (EOFError, ConnectionError):
             sock.close()
@@ -240,14 +315,12 @@ def serve(name: str, idle_seconds: float = 3600.0) -> None:
                 continue
             last = time.monotonic()
             conn.settimeout(None)
-            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                      struct.calcsize("3i")))[1]
-            if uid != os.getuid():
+            if peer_credentials(conn)[1] != os.getuid():
                 conn.close()
                 continue
             try:
                 request, fds = _recv(conn, with_fds=True)
-            except (EOFError, OSError, pickle.UnpicklingError):
+            except (EOFError, OSError, ValueError):  # ValueError: not JSON
                 conn.close()
                 continue
             sys.stdout.flush()
@@ -260,7 +333,7 @@ def serve(name: str, idle_seconds: float = 3600.0) -> None:
             conn.close()
     finally:
         listener.close()  # connections still queued are dropped, and their jobs try again
-        files = Path(tempfile.gettempdir()) / name
+        files = state_dir() / name
         for leftover in (f"{files}.lock", f"{files}.log"):  # its snakemake is gone: no one waits
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
