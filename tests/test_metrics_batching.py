@@ -50,3 +50,14 @@ def test_collate_pads_to_the_longest_and_masks():
     assert batch["input_ids"][1].tolist() == [1, 0, 0, 0, 0]
     assert torch.equal(batch["labels"], torch.tensor([0, 1, 0]))
     assert "token_type_ids" not in batch
+
+
+def test_rouge_lsum_scores_sentences_as_papers_do():
+    """rougeL is one LCS over the whole text; rougeLsum (what CNN/DM papers quote) takes the
+    union LCS over sentences, so the same sentences in another order score 1."""
+    from rankbits.problems import rouge, sentences
+
+    assert sentences("The cat sat. The dog ran!\nIt rained.") == "The cat sat.\nThe dog ran!\nIt rained."
+    assert sentences("U.S. forces left at 3 p.m. today.") == "U.S. forces left at 3 p.m. today."
+    r = rouge(["The dog ran fast. The cat sat down."], ["The cat sat down.\nThe dog ran fast."])
+    assert r["rougeLsum"][0] == 1.0 and r["rouge1"][0] == 1.0 and r["rougeL"][0] < 0.6

@@ -13,6 +13,7 @@ decoder's prompt + target, an encoder's source; ``max_target_length`` bounds a t
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,13 +258,27 @@ def score_split(model, df: pd.DataFrame, prob: Problem, tokenizer, task_options:
                  generator(prob, tokenizer, task_options, batch_size))
 
 
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'A-Z0-9(])")
+
+
+def sentences(text: str) -> str:
+    """One sentence per line, as ``rougeLsum`` reads text: highlights are already one per line;
+    generated text is split after ., ! or ? before an upper-case letter or digit (a regex:
+    offline, unlike nltk's punkt models)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "\n".join(s for ln in lines for s in SENTENCE_END.split(ln))
+
+
 def rouge(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
-    """ROUGE-1/2/L F1 (Porter stemming) of each prediction, as fractions (``rouge-score``)."""
+    """ROUGE-1/2/L and ROUGE-Lsum F1 (Porter stemming) of each prediction, as fractions
+    (``rouge-score``). ``rougeL`` is the longest common subsequence over the whole text;
+    ``rougeLsum``, the summary-level LCS over sentences, is what most CNN/DM papers report."""
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    scores = [scorer.score(ref, pred) for pred, ref in zip(predictions, references)]
-    return {k: [s[k].fmeasure for s in scores] for k in ("rouge1", "rouge2", "rougeL")}
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    scores = [scorer.score(sentences(ref), sentences(pred)) for pred, ref in zip(predictions, references)]
+    return {k: [s[k].fmeasure for s in scores] for k in ROUGE_KEYS}
 
 
 @dataclass
