@@ -1,4 +1,5 @@
 TABLES = [
+    "results/tables/verdict.csv",
     "results/tables/summary.csv",
     "results/tables/budget_table.csv",
     "results/tables/memory.csv",
@@ -16,6 +17,12 @@ rule aggregate:
         bases=sorted({f"results/base/{run.model}/{run.bits}" for run in RUNS}),
         published=PUBLISHED,
     output:
+        verdict=report(
+            "results/tables/verdict.csv",
+            caption="../report/verdict.rst",
+            category="Answer",
+            labels={"table": "verdict: the best arm at each training memory"},
+        ),
         summary=report(
             "results/tables/summary.csv",
             caption="../report/summary.rst",
@@ -64,7 +71,9 @@ rule aggregate:
             category="Tables",
             labels={"table": "failed runs (recorded under --keep-going)"},
         ),
-        extra=multiext("results/tables/summary", ".md", ".tex")
+        extra=multiext("results/tables/verdict", ".md", ".html")
+        + multiext("results/tables/costs", ".csv", ".md")
+        + multiext("results/tables/summary", ".md", ".tex")
         + multiext("results/tables/budget_table", ".md", ".tex")
         + multiext("results/tables/memory", ".md", ".tex")
         + multiext("results/tables/arms_table", ".md", ".tex")

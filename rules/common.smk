@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from rankbits.config import (
     lr_tag,
     point_spec,
     run_spec,
+    searching,
     study_values,
     task_options,
     upstream_run,
@@ -51,6 +53,7 @@ wildcard_constraints:
     bits="[^/]+",
     seed=r"\d+",
     lr=r"[0-9.e+-]+",
+    round=r"\d+",
     split="[^/.]+",
 
 
@@ -63,10 +66,78 @@ def point_spec_for(wildcards):
     return point_spec(SPECS[RUN_PATTERN.format(**wildcards)], float(wildcards.lr))
 
 
+def point_dirs(path, lrs):
+    return [f"results/adapters/{path}/lr{lr_tag(lr)}" for lr in lrs]
+
+
+def run_wildcards(wildcards):
+    return {k: wildcards[k] for k in ("task", "model", "method", "budget", "bits", "seed")}
+
+
+def selects(w):
+    """A run with a grid of two or more rates selects one (select_lr rounds)."""
+    return len(lr_grid(SPECS[RUN_PATTERN.format(**w)])) > 1
+
+
+def searched_rates(w, rounds=None):
+    """(the run's grid plus the rates its search added, the path of the last select_lr round
+    read), reading the checkpoint's rounds (``rounds``: only those before it). A round not yet
+    run makes Snakemake re-evaluate once its job has run."""
+    lrs, k, path = list(lr_grid(SPECS[RUN_PATTERN.format(**w)])), 0, None
+    while rounds is None or k < rounds:
+        path = checkpoints.select_lr.get(**w, round=k).output[0]
+        with open(path) as fh:
+            last = json.load(fh)
+        if last["status"] != "extend":
+            break
+        lrs.append(last["next_lr"])
+        k += 1
+    return lrs, path
+
+
+def first_seed(w):
+    """The seed a run's rate is selected on under ``lr_seeds: first``: the smallest seed of the
+    same (task, model, method, budget, bits) in the study."""
+    key = lambda r: (r["task"], r["model"], r["method"], str(r["budget"]), str(r["bits"]))  # noqa: E731
+    return min(r.seed for r in RUNS if key(r.as_dict()) == key(w))
+
+
+def reuses_rate(w):
+    spec = SPECS[RUN_PATTERN.format(**w)]
+    return selects(w) and spec["training"]["lr_seeds"] == "first" and int(w["seed"]) != first_seed(w)
+
+
+def chosen_rate(w):
+    """The rate the run ``w`` selected, from its last select_lr round."""
+    with open(searched_rates(w)[1]) as fh:
+        return float(json.load(fh)["chosen_lr"])
+
+
 def grid_points(wildcards):
-    """The trained grid points of a run, one per learning rate."""
-    path = RUN_PATTERN.format(**wildcards)
-    return [f"results/adapters/{path}/lr{lr_tag(lr)}" for lr in lr_grid(SPECS[path])]
+    """The trained points a run chooses among: its grid and every rate its search added; under
+    ``lr_seeds: first`` a later seed trains only at the rate its first seed chose."""
+    w = run_wildcards(wildcards)
+    path = RUN_PATTERN.format(**w)
+    if reuses_rate(w):
+        return point_dirs(path, [chosen_rate({**w, "seed": first_seed(w)})])
+    if not selects(w):
+        return point_dirs(path, lr_grid(SPECS[path]))
+    return point_dirs(path, searched_rates(w)[0])
+
+
+def select_points(wildcards):
+    """Round k of a run's search scores the grid and the rates rounds 0..k-1 added."""
+    w = run_wildcards(wildcards)
+    return point_dirs(RUN_PATTERN.format(**w), searched_rates(w, rounds=int(wildcards.round))[0])
+
+
+def rate_choice(wildcards):
+    """The select_lr round a run's rate comes from: its own last round, or (a later seed under
+    ``lr_seeds: first``) its first seed's; none for a run at one rate."""
+    w = run_wildcards(wildcards)
+    if not selects(w):
+        return {}
+    return {"choice": searched_rates({**w, "seed": first_seed(w)} if reuses_rate(w) else w)[1]}
 
 
 def upstream_input(wildcards):

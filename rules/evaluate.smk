@@ -1,5 +1,6 @@
 rule evaluate:
     input:
+        unpack(rate_choice),
         points=grid_points,
         dev="results/tokenized/{task}/{model}/dev.parquet",
         base="results/base/{model}/{bits}",

@@ -56,6 +56,7 @@ rule study_plots:
     input:
         runs=run_dirs("results/runs"),
         summary="results/tables/summary.csv",
+        verdict="results/tables/verdict.csv",
     output:
         rank_vs_step=report(
             "results/plots/rank_vs_step.png",
@@ -92,7 +93,7 @@ rule study_plots:
         pareto=report(
             "results/plots/pareto.png",
             caption="../report/pareto.rst",
-            category="Statistics (comparisons)",
+            category="Answer",
             labels={"figure": "Pareto: metric vs memory and parameters"},
         ),
     log:

@@ -82,21 +82,46 @@ def test_comparisons_pair_by_seed_and_bootstrap_one_seed(tmp_path):
         d = fake_run(tmp_path, "sst2", m, 8, 0, float((pred == labels).mean()))
         pd.DataFrame({"idx": range(100), "label": labels, "pred": pred}).to_parquet(f"{d}/predictions.parquet")
         dirs.append(d)
-    comp = agg.comparisons(agg.load_runs(dirs), n_boot=300).set_index("budget")
-    paired = comp.loc[2]
-    assert paired["method"] == "adalora" and paired["seeds"] == 4
+    for d in dirs[:8:4]:  # seed 0 at budget 2, for the budget axis' one shared seed
+        pd.DataFrame({"idx": range(100), "label": labels, "pred": labels}).to_parquet(f"{d}/predictions.parquet")
+    comp = agg.comparisons(agg.load_runs(dirs), n_boot=300)
+    method = comp[comp["axis"] == "method"].set_index("budget")
+    paired = method.loc[2]
+    assert paired["method"] == "adalora" and paired["baseline"] == "lora" and paired["seeds"] == 4
     assert paired["diff"] == pytest.approx(0.025)  # differences 0.01, 0.02, 0.03, 0.04
-    assert paired["p"] == pytest.approx(2 / 16) and not paired["significant"]  # 4 seeds cannot reach 0.05
-    assert paired["ci_low"] < 0.025 < paired["ci_high"] and paired["t_test_p"] < 0.05
-    boot = comp.loc[8]
-    assert boot["seeds"] == 1 and boot["diff"] == pytest.approx(-0.5) and boot["significant"]
-    assert boot["test"] == "one seed: paired bootstrap over 100 examples"
-    shown = agg.display_comparisons(comp.reset_index())
-    assert shown.loc[shown["budget"] == 8, "difference"].iloc[0] == "-0.5000 *"
+    assert paired["sign_flip_p"] == pytest.approx(2 / 16)  # 4 seeds cannot reach 0.05 this way
+    assert paired["ci_low"] < 0.025 < paired["ci_high"] and paired["p"] < 0.05
+    # the only comparison with seeds in its family: Holm leaves it as it is, and it is starred
+    assert paired["p_holm"] == pytest.approx(paired["p"]) and paired["significant"]
+    boot = method.loc[8]
+    assert boot["seeds"] == 1 and boot["diff"] == pytest.approx(-0.5) and boot["p"] == 0.0
+    assert not boot["significant"] and boot["test"].startswith("evaluation noise only (1 seed)")
+    # the budget axis too: budget 2 vs 8 of each method, on their one shared seed
+    budget = comp[comp["axis"] == "budget"]
+    assert sorted(budget["method"]) == ["adalora", "lora"] and set(budget["baseline"]) == {8}
+    shown = agg.display_comparisons(comp)
+    row = shown[(shown["axis"] == "method") & (shown["arm"] == "AdaLoRA r=8")].iloc[0]
+    assert row["difference"] == "-0.5000" and row["p"] == "< 1/300" and row["p (Holm)"] == "— (1 seed)"
+    assert row["vs"] == "LoRA r=8"
+    assert shown[shown["arm"] == "AdaLoRA r=2"]["difference"].iloc[0].endswith(" *")
+
+
+def test_comparisons_cover_the_bits_axis_and_correct_for_many(tmp_path):
+    dirs = []
+    for seed in range(3):
+        for method, bits, acc in (("lora", "32", 0.85), ("lora", "4", 0.80), ("adalora", "32", 0.851),
+                                  ("adalora", "4", 0.849)):
+            dirs.append(fake_run(tmp_path, "sst2", method, 8, seed, acc + 0.01 * seed + 0.001 * (seed == 1) * (bits == "4"),
+                                 bits=bits))
+    comp = agg.comparisons(agg.load_runs(dirs))
+    bits = comp[comp["axis"] == "bits"].set_index("method")
+    assert set(bits["baseline"]) == {"32"} and bits.loc["lora", "diff"] == pytest.approx(-0.05 + 0.001 / 3)
+    assert (comp["p_holm"] >= comp["p"]).all() and comp["p_holm"].notna().all()
+    assert len(comp) == 4  # method at 32 and at 4; bits for lora and for adalora
 
 
 def test_pareto_frontier():
-    from rankbits.plots import pareto_mask
+    from rankbits.verdict import pareto_mask
 
     cost = [1, 2, 3, 4, 2]
     value = [0.5, 0.7, 0.6, 0.9, 0.7]
@@ -151,4 +176,5 @@ def test_one_seed_comparison_of_token_tasks_bootstraps_their_own_metric(tmp_path
     comp = agg.comparisons(agg.load_runs(dirs))
     row = comp.iloc[0]
     expected = math.exp(4) - math.exp(5) if metric == "perplexity" else rouge_b.mean() - rouge_a.mean()
-    assert row["diff"] == pytest.approx(expected) and row["significant"]
+    assert row["diff"] == pytest.approx(expected) and row["p"] < 0.01
+    assert not row["significant"]  # one seed: evaluation noise only, never starred

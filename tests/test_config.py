@@ -11,10 +11,10 @@ from conftest import REPO, SCHEMA, rejects
 
 def test_default_study_expands_to_its_cross_product(validated):
     runs = expand_runs(validated)
-    assert len(runs) == 8
+    assert len(runs) == 24  # 8 arms x 3 seeds
     assert {(r.method, r.budget) for r in runs} == {("lora", 2), ("lora", 8), ("adalora", 2), ("adalora", 8)}
     assert {r.bits for r in runs} == {"32", "4"}
-    assert all(r.task == "sst2" and r.seed == 0 for r in runs)
+    assert all(r.task == "sst2" for r in runs) and {r.seed for r in runs} == {0, 1, 2}
     assert runs[0].path == "sst2/minilm/lora/2/32/seed0"
 
 
@@ -91,7 +91,7 @@ def test_adalora_options_resolve_against_the_run_length(validated):
     ada = METHODS.get("adalora")
     opts = ada.options(validated["methods"]["adalora"], "methods.adalora")
     r = ada.prepare(8, opts, total_steps=500, where="methods.adalora")
-    assert r["init_r"] == 12 and r["tinit"] == 50 and r["tfinal"] == 100 and r["deltaT"] == 10
+    assert r["init_r"] == 12 and r["tinit"] == 50 and r["tfinal"] == 100 and r["deltaT"] == 5
     assert ada.prepare(2, opts, 500, "m")["init_r"] == 3
     with pytest.raises(ConfigError, match="tinit"):
         ada.prepare(8, {**opts, "tinit": 400, "tfinal": 100}, 500, "methods.adalora")

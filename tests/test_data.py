@@ -159,3 +159,17 @@ def test_a_byte_that_is_not_utf8_names_file_line_and_column(tmp_path, task, name
     lines = head.count(b"\n") + 1
     with pytest.raises(DataError, match=rf"{name}:{lines}: byte 0xe9 at column 4 is not valid UTF-8"):
         load_split(TASKS.get(task), "train", str(tmp_path))
+
+
+def test_train_rows_sentences_keeps_only_whole_sentences(tmp_path):
+    phrases = [("gorgeous , witty", 1), ("boilerplate clichés", 0), ("bleak", 0), ("lifeless mess", 0)]
+    root = sst2_folder(tmp_path, SENTENCES + phrases, [("something else entirely", 1)])
+    m = prepare_task("sst2", str(root), {"train_rows": "sentences"}, str(tmp_path / "out"))
+    train = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    assert sorted(train["text"]) == sorted(t for t, _ in SENTENCES)
+    assert m["splits"]["train"]["rows_kind"] == "sentences" and m["splits"]["train"]["rows_eligible"] == 6
+    with pytest.raises(DataError, match="train_rows: 'sentences' is for classification tasks"):
+        (tmp_path / "wikitext2").mkdir()
+        for f in ("train.txt", "test.txt"):
+            (tmp_path / "wikitext2" / f).write_text("a line\n")
+        prepare_task("wikitext2", str(tmp_path), {"train_rows": "sentences"}, str(tmp_path / "w"))

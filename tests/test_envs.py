@@ -55,5 +55,5 @@ def test_every_rule_has_a_conda_env_and_the_config_chooses_which():
     assert "ENV = f\"../envs/{config['conda_env']}.yaml\"" in (REPO / "rules" / "common.smk").read_text()
     for smk in (REPO / "rules").glob("*.smk"):
         text = smk.read_text()
-        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
+        n_rules = len(re.findall(r"^(?:rule|checkpoint) \w+:", text, re.M))
         assert text.count("    conda:\n        ENV\n") == n_rules, f"{smk.name}: a rule without conda: ENV"

@@ -32,16 +32,19 @@ def test_lr_grid_resolves_by_level_and_each_level_is_validated(validated):
 
 def test_a_grid_needs_a_selection_split(base_config):
     base_config["tasks"]["sst2"]["selection_samples"] = 0
-    rejects(base_config, r"tasks.sst2.selection_samples: lora on sst2 has an lr_grid of 2 points")
+    rejects(base_config, r"tasks.sst2.selection_samples: lora on sst2 has an lr_grid of 3 points")
 
 
 def test_grid_points_are_runs_of_their_own(validated):
     spec = run_spec(validated, Run("sst2", "minilm", "lora", 8, "32", 0))
-    assert lr_grid(spec) == [1e-3, 3e-3] and [lr_tag(x) for x in lr_grid(spec)] == ["0.001", "0.003"]
-    p = point_spec(spec, 3e-3)
-    assert p["training"]["lr"] == 3e-3 and p["training"]["lr_grid"] is None
-    assert spec["training"]["lr_grid"] == [1e-3, 3e-3]  # the run's spec is untouched
-    with pytest.raises(ConfigError, match=r"lr 0.5 is not in its grid"):
+    assert lr_grid(spec) == [5e-4, 1e-3, 2e-3] and [lr_tag(x) for x in lr_grid(spec)] == ["0.0005", "0.001", "0.002"]
+    p = point_spec(spec, 2e-3)
+    assert p["training"]["lr"] == 2e-3 and p["training"]["lr_grid"] is None
+    assert p["training"]["lr_search"] is None  # a point's result depends on its own settings only
+    assert spec["training"]["lr_grid"] == [5e-4, 1e-3, 2e-3]  # the run's spec is untouched
+    assert point_spec(spec, 4e-3)["training"]["lr"] == 4e-3  # one step beyond the edge (x2)
+    assert point_spec(spec, 1.25e-4)["training"]["lr"] == 1.25e-4  # two steps below
+    with pytest.raises(ConfigError, match=r"lr 0.5 is not in its grid .* nor a rate its search can add"):
         point_spec(spec, 0.5)
 
 
@@ -110,3 +113,41 @@ def test_only_the_chosen_point_is_ever_evaluated_on_test(sst2_tokens, tmp_path, 
     assert loaded == [f"{dirs[chosen]}/adapter"]  # the other point never saw the test split
     assert [g["lr"] for g in sel["grid"]] == [1e-4, 5e-3]
     assert sel["total_optimizer_steps"] == 8 and sel["total_train_seconds"] > 0
+
+
+def fake_point(root, lr, value, loss=0.5):
+    from rankbits.io import write_json
+
+    d = root / f"lr{lr:g}"
+    d.mkdir()
+    write_json(d / "train_info.json", {
+        "training": {"lr": lr}, "steps": 10, "timing": {"train_seconds": 1.0, "train_cpu_seconds": 1.0},
+        "selection": {"primary_value": value, "loss": loss, "higher_is_better": True,
+                      "primary_metric": "accuracy", "n": 100}})
+    return str(d)
+
+
+def test_the_search_extends_past_an_edge_until_the_optimum_is_inside(tmp_path):
+    """Selection accuracy peaks at 4e-3, outside the first grid [5e-4, 1e-3, 2e-3]: round 0 asks
+    for 4e-3 (the edge pair's ratio, 2), round 1 for 8e-3, round 2 finds the best inside."""
+    from rankbits.config import next_rate
+    from rankbits.selection import select_round
+
+    curve = {5e-4: 0.70, 1e-3: 0.75, 2e-3: 0.80, 4e-3: 0.84, 8e-3: 0.82}
+    spec = {"training": {"lr_search": "extend", "lr_max_extensions": 3}}
+    points = [fake_point(tmp_path, lr, curve[lr]) for lr in (5e-4, 1e-3, 2e-3)]
+    r0 = select_round(spec, points, 0, str(tmp_path / "r0.json"))
+    assert r0["status"] == "extend" and r0["next_lr"] == 4e-3 and r0["at_edge"]
+    points.append(fake_point(tmp_path, 4e-3, curve[4e-3]))
+    r1 = select_round(spec, points, 1, str(tmp_path / "r1.json"))
+    assert r1["status"] == "extend" and r1["next_lr"] == 8e-3
+    points.append(fake_point(tmp_path, 8e-3, curve[8e-3]))
+    r2 = select_round(spec, points, 2, str(tmp_path / "r2.json"))
+    assert r2 == {"round": 2, "rates": [5e-4, 1e-3, 2e-3, 4e-3, 8e-3], "chosen_lr": 4e-3, "at_edge": False,
+                  "status": "done"}
+    assert json.loads((tmp_path / "r2.json").read_text()) == r2
+    # out of extensions, a choice at the edge is kept and flagged; the low edge steps down
+    capped = select_round({"training": {"lr_search": "extend", "lr_max_extensions": 0}}, points[:3], 0,
+                          str(tmp_path / "c.json"))
+    assert capped["status"] == "done" and capped["at_edge"] and capped["chosen_lr"] == 2e-3
+    assert next_rate([1e-3, 3e-3, 1e-2], 1e-3) == 3.33e-4 and next_rate([1e-3, 3e-3], 2e-3) is None

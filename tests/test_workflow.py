@@ -44,8 +44,10 @@ def test_default_config_dry_run():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    # 8 runs (2 methods x 2 budgets x 2 bits), each trained at 2 learning rates
-    assert counts.get("train") == "16" and counts.get("evaluate") == "8", proc.stdout[-2000:]
+    # 8 arms (2 methods x 2 budgets x 2 bits) x 3 seeds; before the search's first round the DAG
+    # holds seed 0's three grid rates per arm and its select_lr round
+    assert counts.get("train") == "24" and counts.get("select_lr") == "8", proc.stdout[-2000:]
+    assert counts.get("evaluate") == "24", proc.stdout[-2000:]
 
 
 def test_lint_is_clean():
@@ -203,3 +205,31 @@ def test_language_modelling_and_summarization_through_the_workflow(tmp_path):
     for png in ("rank_heatmaps/cnn_dailymail/t5-small/adalora/2/4/seed0.png", "quant_diagnostics/t5-small/4.png",
                 "rank_maps.png", "pareto.png"):
         assert (tmp_path / "results/plots" / png).stat().st_size > 0
+
+
+@pytest.mark.slow
+@needs_shared_data("sst2")
+def test_learning_rate_search_extends_the_grid_and_later_seeds_reuse_the_choice(tmp_path):
+    """Rates far too small for 20 steps: the best is the grid's top, so the search trains beyond
+    it (x3 each round, 2 rounds) and flags a choice still at the edge; seed 1 trains only at the
+    rate seed 0 chose. The DAG grows as the select_lr checkpoint decides."""
+    cfg = tiny_config()
+    cfg["study"].update(methods=["lora"], seeds=[0, 1])
+    cfg["tasks"]["sst2"].update(max_train_samples=320, max_eval_samples=100, selection_samples=100)
+    cfg["training"] = {"lr_grid": [1e-6, 3e-6], "lr_max_extensions": 2, "max_steps": 20}
+    snakemake(tmp_path, config=cfg)
+    res = tmp_path / "results"
+    seed0 = sorted(p.name for p in (res / "adapters/sst2/minilm/lora/2/32/seed0").iterdir() if p.name.startswith("lr"))
+    assert seed0 == ["lr1e-06", "lr2.7e-05", "lr3e-06", "lr9e-06"]
+    rounds = [json.loads((res / f"selection/sst2/minilm/lora/2/32/seed0/round{k}.json").read_text()) for k in range(3)]
+    assert [r["status"] for r in rounds] == ["extend", "extend", "done"]
+    m0 = json.loads((res / "runs/sst2/minilm/lora/2/32/seed0/metrics.json").read_text())["train_info"]
+    assert m0["lr"] == 2.7e-5 and m0["lr_selection"]["at_edge"]  # still the largest: flagged
+    seed1 = [p.name for p in (res / "adapters/sst2/minilm/lora/2/32/seed1").iterdir() if p.name.startswith("lr")]
+    assert seed1 == ["lr2.7e-05"]
+    m1 = json.loads((res / "runs/sst2/minilm/lora/2/32/seed1/metrics.json").read_text())["train_info"]
+    assert m1["lr_selection"]["search"]["reused_by_this_seed"] and m1["lr_selection"]["at_edge"]
+    sel = pd.read_csv(res / "tables/lr_selection.csv").set_index("seed")
+    assert sel.loc[1, "rate chosen on"] == "seed 0 (reused)" and sel.loc[0, "rates added by the search"] == 2
+    verdict = pd.read_csv(res / "tables/verdict.csv")
+    assert verdict["lr_at_edge"].all() and (verdict["seeds"] == 2).all()

@@ -9,7 +9,7 @@ import pandas as pd
 from .io import atomic_file, read_json
 from .bits import BITS
 from .methods import METHODS
-from .stats import LEVEL, mean_ci, paired_bootstrap, paired_test
+from .stats import LEVEL, format_p, holm, mean_ci, paired_bootstrap, paired_test
 from .tasks import TASKS
 
 KEYS = ["task", "model", "method", "budget", "bits"]
@@ -61,17 +61,25 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
             "cuda_max_allocated_bytes": ti["cuda_max_allocated_bytes"],
             "cuda_max_reserved_bytes": ti["cuda_max_reserved_bytes"],
             "train_seconds": ti["train_seconds"], "eval_seconds": ei["eval_seconds"],
+            # what a user budgets (rankbits.memory) and costs that load disturbs little
+            "training_memory_bytes": (ti.get("training_memory") or {}).get("total_bytes"),
+            "train_cpu_seconds": ti.get("train_cpu_seconds"),
+            "step_seconds_median": ti.get("step_seconds_median"),
+            "lr_at_edge": (ti.get("lr_selection") or {}).get("at_edge"),
             "steps": ti["steps"], "run_dir": str(d),
             # what the arm's number cost: every learning-rate grid point, probes included
             "lr": ti.get("lr"),
             "total_optimizer_steps": (ti.get("lr_selection") or {}).get("total_optimizer_steps", ti["steps"]),
             "total_train_seconds": (ti.get("lr_selection") or {}).get("total_train_seconds",
                                                                        ti["train_seconds"]),
+            "total_train_cpu_seconds": (ti.get("lr_selection") or {}).get("total_train_cpu_seconds"),
         })
         rows.append(row)
     df = pd.DataFrame(rows)
     df["bits"] = df["bits"].astype(str)
-    for col in ("own_base_footprint_bytes", "cuda_max_allocated_bytes", "cuda_max_reserved_bytes"):
+    for col in ("own_base_footprint_bytes", "cuda_max_allocated_bytes", "cuda_max_reserved_bytes",
+                "training_memory_bytes", "train_cpu_seconds", "step_seconds_median",
+                "total_train_cpu_seconds"):
         df[col] = df[col].astype("float64")  # None (not measured here): NaN
     return df.sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
 
@@ -84,7 +92,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                                 "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
                                 "optimizer_state_bytes", "own_base_footprint_bytes",
                                 "cuda_max_allocated_bytes", "cuda_max_reserved_bytes",
-                                "train_seconds", "steps", "total_optimizer_steps", "total_train_seconds"]
+                                "train_seconds", "steps", "total_optimizer_steps", "total_train_seconds",
+                                "training_memory_bytes", "train_cpu_seconds", "step_seconds_median",
+                                "total_train_cpu_seconds"]
     g = runs.groupby(KEYS, sort=False, dropna=False)
     out = g[value_cols].agg(["mean", "std"])
     out.columns = [f"{c}_{stat}" for c, stat in out.columns]
@@ -98,41 +108,73 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def comparisons(runs: pd.DataFrame, baseline: str = "lora", alpha: float = 0.05,
-                n_boot: int = 2000) -> pd.DataFrame:
-    """Every method against ``baseline`` within each (task, model, budget, bits), on the primary
-    metric. Two or more shared seeds: paired by seed (t interval, paired t-test, sign-flip
-    permutation test; significant when the sign-flip p < alpha, the test valid at small n).
-    One seed: a paired bootstrap over the evaluation examples of the two runs' predictions."""
+# each axis of the study's question, compared with everything else held fixed:
+# axis -> (columns held fixed, the baseline among the axis' values)
+AXES = {
+    "method": (["budget", "bits"], lambda values: "lora" if "lora" in values else None),
+    "bits": (["method", "budget"], lambda values: "32" if "32" in values else None),
+    "budget": (["method", "bits"], lambda values: max(values)),
+}
+ONE_SEED = "evaluation noise only (1 seed): paired bootstrap over test examples"
+
+
+def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000) -> dict | None:
+    """Arm a vs arm b on the primary metric (a - b), paired by seed. Two or more shared seeds:
+    mean difference with its t interval, paired t-test p (``scipy.stats.ttest_rel``) and sign-flip
+    p. One seed: a paired bootstrap over the test examples, which covers evaluation noise only,
+    not the training noise that decides whether one arm beats another."""
+    a, b = runs_a.set_index("seed"), runs_b.set_index("seed")
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        return None
+    if len(seeds) >= 2:
+        r = paired_test(a.loc[seeds, "primary_value"], b.loc[seeds, "primary_value"])
+        return {"seeds": len(seeds), "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                "p": r["t_p"], "p_resolution": None, "sign_flip_p": r["sign_flip_p"],
+                "test": f"paired by seed ({len(seeds)}): t-test (p, CI), sign-flip permutation"}
+    seed = seeds[0]
+    pa, pb = (pd.read_parquet(Path(df.loc[seed, "run_dir"]) / "predictions.parquet") for df in (a, b))
+    if not pa["idx"].equals(pb["idx"]):
+        raise ValueError(f"predictions of {a['run_dir'].iloc[0]} and {b['run_dir'].iloc[0]} cover "
+                         f"different examples")
+    task, metric = a["task"].iloc[0], a["primary_metric"].iloc[0]
+    r = paired_bootstrap(*per_example(task, metric, pa, pb), n_boot=n_boot)
+    return {"seeds": 1, "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
+            "p_resolution": n_boot, "sign_flip_p": np.nan, "test": ONE_SEED}
+
+
+def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000) -> pd.DataFrame:
+    """Along every axis of the question, on the primary metric: each method vs LoRA at the same
+    budget and bits; each bit-width vs 32 at the same method and budget; each budget vs the
+    largest at the same method and bits. Within a (task, model) the p-values are adjusted for
+    the number of comparisons by Holm's method; a difference is *significant* only with two or
+    more seeds (training noise measured) and a Holm-adjusted p below ``alpha``. With one seed the
+    row says so and nothing is starred."""
     rows = []
-    for (task, model, budget, bits), grp in runs.groupby(["task", "model", "budget", "bits"], sort=False):
-        base = grp[grp["method"] == baseline].set_index("seed")
-        if base.empty:
-            continue
-        for method, other in grp[grp["method"] != baseline].groupby("method", sort=False):
-            other = other.set_index("seed")
-            seeds = sorted(set(base.index) & set(other.index))
-            if not seeds:
-                continue
-            row = {"task": task, "model": model, "budget": budget, "bits": bits, "method": method,
-                   "baseline": baseline, "metric": grp["primary_metric"].iloc[0], "seeds": len(seeds)}
-            if len(seeds) >= 2:
-                r = paired_test(other.loc[seeds, "primary_value"], base.loc[seeds, "primary_value"])
-                row.update(diff=r["diff"], ci_low=r["ci_low"], ci_high=r["ci_high"], p=r["sign_flip_p"],
-                           t_test_p=r["t_p"], test="paired by seed: sign-flip permutation (p), t (CI)")
-            else:
-                seed = seeds[0]
-                a, b = (pd.read_parquet(Path(df.loc[seed, "run_dir"]) / "predictions.parquet")
-                        for df in (other, base))
-                if not a["idx"].equals(b["idx"]):
-                    raise ValueError(f"{task}: predictions of {method} and {baseline} cover different examples")
-                r = paired_bootstrap(*per_example(task, row["metric"], a, b), n_boot=n_boot)
-                row.update(diff=r["diff"], ci_low=r["ci_low"], ci_high=r["ci_high"], p=r["p"],
-                           t_test_p=np.nan, test=f"one seed: paired bootstrap over {r['n_examples']} examples")
-            row["significant"] = bool(row["p"] < alpha)
-            rows.append(row)
-    cols = ["task", "model", "budget", "bits", "method", "baseline", "metric", "seeds", "diff", "ci_low",
-            "ci_high", "p", "t_test_p", "significant", "test"]
+    for (task, model), grp in runs.groupby(["task", "model"], sort=False):
+        block = []
+        for axis, (fixed, baseline_of) in AXES.items():
+            for key, sub in grp.groupby(fixed, sort=False):
+                values = list(dict.fromkeys(sub[axis]))
+                base = baseline_of(values)
+                if base is None:
+                    continue
+                for v in values:
+                    if v == base:
+                        continue
+                    r = compare(sub[sub[axis] == v], sub[sub[axis] == base], n_boot)
+                    if r is None:
+                        continue
+                    held = dict(zip(fixed, key))
+                    block.append({"task": task, "model": model, "axis": axis, **held, axis: v,
+                                  "baseline": base, "metric": grp["primary_metric"].iloc[0], **r})
+        adjusted = holm([b["p"] if b["seeds"] >= 2 else np.nan for b in block])
+        for b, adj in zip(block, adjusted):
+            b["p_holm"] = adj
+            b["significant"] = bool(b["seeds"] >= 2 and adj < alpha)
+        rows += block
+    cols = ["task", "model", "axis", "method", "budget", "bits", "baseline", "metric", "seeds", "diff",
+            "ci_low", "ci_high", "p", "p_holm", "sign_flip_p", "significant", "p_resolution", "test"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -149,13 +191,28 @@ def per_example(task: str, metric: str, a: pd.DataFrame, b: pd.DataFrame) -> tup
 
 
 def display_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
-    out = comp[["task", "model", "budget", "bits", "method", "baseline", "metric", "seeds"]].copy()
+    """As people read it: what is compared with what, the difference with its interval, p
+    (raw and Holm-adjusted; never printed as 0) and a star only where seeds support one."""
+    out = pd.DataFrame({
+        "task": comp["task"], "model": comp["model"], "axis": comp["axis"],
+        "arm": [arm_label(m, b) + f" r={n}" for m, b, n in zip(comp["method"], comp["bits"], comp["budget"])],
+        "vs": [vs_label(r) for r in comp.to_dict("records")],
+        "metric": comp["metric"], "seeds": comp["seeds"],
+    })
     out["difference"] = [f"{d:+.4f}{' *' if s else ''}" for d, s in zip(comp["diff"], comp["significant"])]
     out[f"{LEVEL:.0%} CI"] = [f"[{lo:+.4f}, {hi:+.4f}]" if pd.notna(lo) else "—"
                              for lo, hi in zip(comp["ci_low"], comp["ci_high"])]
-    out["p"] = comp["p"].map(lambda p: f"{p:.3g}")
+    res = [int(r) if pd.notna(r) else None for r in comp["p_resolution"]]
+    out["p"] = [format_p(p, n) for p, n in zip(comp["p"], res)]
+    out["p (Holm)"] = [format_p(p) if pd.notna(p) else "— (1 seed)" for p in comp["p_holm"]]
     out["test"] = comp["test"]
     return out
+
+
+def vs_label(row: dict) -> str:
+    """The baseline arm of a comparison row, named like the arm."""
+    other = {"method": row["method"], "budget": row["budget"], "bits": row["bits"], row["axis"]: row["baseline"]}
+    return arm_label(other["method"], other["bits"]) + f" r={other['budget']}"
 
 
 def fmt(mean: float, std: float, digits: int = 4) -> str:
@@ -178,7 +235,9 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
         for lo, hi in zip(summary["primary_ci_low"], summary["primary_ci_high"])]
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
-    out["train s"] = summary["train_seconds_mean"].round(1)
+    out["training MiB"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
+    out["train CPU s"] = summary["train_cpu_seconds_mean"].round(1)
+    out["train s (wall)"] = summary["train_seconds_mean"].round(1)
     out["optimizer steps, all grid points"] = summary["total_optimizer_steps_mean"].round().astype("int64")
     out["train s, all grid points"] = summary["total_train_seconds_mean"].round(1)
     return out
@@ -194,12 +253,18 @@ def selection_table(run_dirs: list[str]) -> pd.DataFrame:
         row.update({
             "selection metric": sel["selection_metric"] or "—", "selection rows": sel["selection_n"] or 0,
             "chosen lr": sel["chosen_lr"],
+            "chosen at the grid's edge": bool(sel.get("at_edge")),
+            "rates added by the search": len(search["rates"]) - len(m["run_info"]["spec"]["training"]["lr_grid"] or [0])
+            if (search := sel.get("search")) else 0,
+            "rate chosen on": (f"seed {search['file'].rsplit('/seed', 1)[1].split('/')[0]} (reused)"
+                               if search and search.get("reused_by_this_seed") else "this seed"),
             "grid (lr: selection score)": "; ".join(
                 f"{g['lr']:g}: {g['selection_value']:.4f}" if g["selection_value"] is not None
                 else f"{g['lr']:g}: —" for g in sel["grid"]),
             "test " + m["eval_info"]["primary_metric"]: m["eval_info"]["primary_value"],
             "optimizer steps, all grid points": sel["total_optimizer_steps"],
             "train s, all grid points": round(sel["total_train_seconds"], 1),
+            "train CPU s, all grid points": round(sel.get("total_train_cpu_seconds") or float("nan"), 1),
         })
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -260,6 +325,25 @@ def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) 
     return pd.DataFrame(rows)
 
 
+def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """What each arm costs, and as ratios to LoRA on the fp32 base at the same budget: training
+    memory, process CPU seconds of training and the median optimizer-step time (not wall time,
+    which load on a shared machine moves by half)."""
+    out = summary[KEYS].copy()
+    out["training MiB"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
+    out["train CPU s"] = summary["train_cpu_seconds_mean"].round(1)
+    out["ms/step (median)"] = (1000 * summary["step_seconds_median_mean"]).round(1)
+    ref = summary[(summary["method"] == "lora") & (summary["bits"].astype(str) == "32")].set_index(
+        ["task", "model", "budget"])
+    for col, name in (("training_memory_bytes_mean", "memory / LoRA fp32"),
+                      ("train_cpu_seconds_mean", "CPU time / LoRA fp32"),
+                      ("step_seconds_median_mean", "step time / LoRA fp32")):
+        base = [ref[col].get((t, m, b), np.nan) if len(ref) else np.nan
+                for t, m, b in zip(summary["task"], summary["model"], summary["budget"])]
+        out[name] = (summary[col] / np.asarray(base, dtype=float)).round(3)
+    return out
+
+
 def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict]) -> pd.DataFrame:
     """S0 Table 2 layout: base MiB (prepared base model without the task head, quantization
     constants included) / adapter MiB on disk / trainable and effective adapter parameters /
@@ -272,8 +356,17 @@ def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict])
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
     out["optimizer state MiB"] = (summary["optimizer_state_bytes_mean"] / MiB).round(3)
-    out["peak RSS MiB"] = (summary["peak_rss_bytes_mean"] / MiB).round(1)
+    out["training MiB (budgeted)"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
+    out["peak process RSS MiB (not budgetable)"] = (summary["peak_rss_bytes_mean"] / MiB).round(1)
     return out
+
+
+HTML_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{ font-family: sans-serif; font-size: 13px; margin: 1em; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
+th {{ background: #f0f0f0; }} tr:nth-child(even) td {{ background: #fafafa; }}
+</style></head><body><h3>{title}</h3>{table}</body></html>
+"""
 
 
 def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex")) -> None:
@@ -281,6 +374,8 @@ def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex")) -> No
         "csv": lambda p: df.to_csv(p, index=False),
         "md": lambda p: Path(p).write_text(df.to_markdown(index=False) + "\n"),
         "tex": lambda p: Path(p).write_text(df.to_latex(index=False, escape=True)),
+        "html": lambda p: Path(p).write_text(HTML_PAGE.format(
+            title=Path(stem).name.replace("_", " "), table=df.to_html(index=False, border=0, na_rep="—"))),
     }
     for f in formats:
         with atomic_file(f"{stem}.{f}") as tmp:

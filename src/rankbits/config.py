@@ -218,14 +218,52 @@ def lr_tag(lr: float) -> str:
     return f"{lr:g}"
 
 
+SEARCH_KEYS = ("lr_grid", "lr_search", "lr_max_extensions", "lr_seeds")
+
+
+def searching(spec: dict) -> bool:
+    """Whether the run selects its rate (a grid of two or more) and may extend the grid."""
+    return len(lr_grid(spec)) > 1 and spec["training"].get("lr_search", "off") == "extend"
+
+
+def next_rate(lrs: list[float], chosen: float) -> float | None:
+    """The rate one step beyond the edge ``chosen`` sits at (the ratio of the edge pair), with 3
+    significant digits; None when ``chosen`` is inside the rates tried."""
+    lrs = sorted(lrs)
+    if len(lrs) < 2 or lrs[0] < chosen < lrs[-1]:
+        return None
+    if chosen == lrs[-1]:
+        return float(f"{chosen * lrs[-1] / lrs[-2]:.3g}")
+    return float(f"{chosen * lrs[0] / lrs[1]:.3g}")
+
+
+def reachable_rates(spec: dict) -> set[float]:
+    """The grid and every rate the search may add beyond either edge (``lr_max_extensions`` steps
+    of the edge pair's ratio each way)."""
+    grid = sorted(lr_grid(spec))
+    out = set(grid)
+    if searching(spec):
+        for edge in (grid[0], grid[-1]):
+            lrs = list(grid)
+            for _ in range(int(spec["training"].get("lr_max_extensions") or 0)):
+                edge = next_rate(lrs, edge)
+                lrs.append(edge)
+                out.add(edge)
+    return out
+
+
 def point_spec(spec: dict, lr: float) -> dict:
-    """The spec of one grid point: the run's spec at one learning rate, without the grid, so a
-    grid point's result depends on nothing but its own settings."""
-    if lr not in lr_grid(spec):
-        raise ConfigError(f"{Run(**spec['run']).path}: lr {lr} is not in its grid {lr_grid(spec)}")
+    """The spec of one grid point: the run's spec at one learning rate, without the grid and the
+    search settings, so a grid point's result depends on nothing but its own settings. ``lr`` is
+    a grid rate, or (``lr_search: extend``) one the search added beyond the grid's edge."""
+    if lr not in reachable_rates(spec):
+        raise ConfigError(f"{Run(**spec['run']).path}: lr {lr} is not in its grid {lr_grid(spec)} "
+                          f"nor a rate its search can add")
     out = copy.deepcopy(spec)
     out["training"]["lr"] = lr
-    out["training"]["lr_grid"] = None
+    for key in SEARCH_KEYS:
+        if key in out["training"]:
+            out["training"][key] = None
     return out
 
 

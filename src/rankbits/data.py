@@ -119,6 +119,11 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
         near = overlap.related(train.index[keep.to_numpy()], selection.index)
         contained = int(len(near))
         keep &= ~train.index.isin(near)
+    if options.get("train_rows", "all") == "sentences":
+        if not check:
+            raise DataError(f"tasks.{task.name}.train_rows: 'sentences' is for classification tasks")
+        keep &= ~overlap.texts.loc[train.index].isin(overlap.inner).to_numpy()
+    n_pool = int(keep.sum())
     train = subset(train[keep].reset_index(drop=True), options.get("max_train_samples"), seed)
     selection = selection.sort_index().reset_index(drop=True)
     for split, df, source, available in (("train", train, train_source, n_train),
@@ -128,6 +133,8 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
             df.to_parquet(tmp, index=False)
         manifest["splits"][split] = {"source": source, "rows": len(df), "rows_available": available}
     manifest["splits"]["train"]["dropped_as_in_selection_or_dev"] = dropped
+    manifest["splits"]["train"]["rows_kind"] = options.get("train_rows", "all")
+    manifest["splits"]["train"]["rows_eligible"] = n_pool
     if check:
         manifest["splits"]["train"]["dropped_as_containing_or_inside_selection"] = contained
         manifest["splits"]["selection"]["whole_sentences"] = int(overlap.roots_drawn)

@@ -43,10 +43,12 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
 
 @advises_on_oom("evaluating")
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
-                 base_dir: str | None = None) -> dict:
+                 base_dir: str | None = None, choice: str | None = None) -> dict:
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
     selection-split scores, score the chosen adapter on dev (the test split) and write the run
-    directory (complete or absent). Only the chosen point is ever evaluated on dev."""
+    directory (complete or absent). Only the chosen point is ever evaluated on dev. ``choice``:
+    the learning-rate search's last round (``select_lr``), the run's own or, for a later seed that
+    reuses its first seed's rate, that seed's; recorded with whether the rate sits at an edge."""
     from peft import PeftModel
 
     run = Run(**spec["run"])
@@ -64,6 +66,11 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     infos = [read_json(f"{d}/train_info.json") for d in train_dirs]
     chosen, lr_selection = selection_record(infos)
     lr_selection["failed"] = failed_points(failures)
+    if choice:
+        search = read_json(choice)
+        reused = len(train_dirs) == 1 and len(search["rates"]) > 1
+        lr_selection.update(at_edge=search["at_edge"], search={**search, "file": choice,
+                                                                "reused_by_this_seed": reused})
     train_dir, train_info = train_dirs[chosen], infos[chosen]
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)
@@ -119,6 +126,8 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "final_task_loss": train_info["final_task_loss"],
             **train_info["memory"],
             **train_info["timing"],
+            # what a user budgets (rankbits.memory): each part, and their sum
+            "training_memory": train_info["training_memory"],
         },
         "eval_info": {
             "metrics": values,

@@ -283,46 +283,62 @@ def lr_sensitivity(curves: pd.DataFrame, out: str) -> None:
     save(fig, out)
 
 
-def pareto_mask(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """True for points no other point beats: lower-or-equal cost and higher-or-equal value,
-    strictly better in one."""
-    cost, value = np.asarray(cost, float), np.asarray(value, float)
-    keep = np.ones(len(cost), dtype=bool)
-    for i in range(len(cost)):
-        better = (cost <= cost[i]) & (value >= value[i]) & ((cost < cost[i]) | (value > value[i]))
-        keep[i] = not better.any()
-    return keep
+def pareto(verdict: pd.DataFrame, out: str) -> None:
+    """The verdict drawn: primary metric (mean over seeds, 95% interval as a bar) against training
+    memory (MiB, rankbits.memory) and against trainable parameters, a panel pair per (task,
+    model). Frontier arms are filled and joined; labels sit beside their points, stepped apart
+    where points nearly coincide, and points at the same place are drawn side by side."""
+    from matplotlib.ticker import FuncFormatter
 
-
-def pareto(summary: pd.DataFrame, out: str) -> None:
-    """Primary metric vs peak memory (CUDA max allocated when measured, else process RSS) and vs
-    trainable parameters, one panel pair per task; the Pareto frontier (less memory or parameters,
-    a better metric in the task's direction) joined and ringed."""
-    tasks = list(dict.fromkeys(summary["task"]))
-    mem = summary["cuda_max_allocated_bytes_mean"] if "cuda_max_allocated_bytes_mean" in summary else None
-    use_cuda = mem is not None and mem.notna().all()
-    mem_col = "cuda_max_allocated_bytes_mean" if use_cuda else "peak_rss_bytes_mean"
-    axes_x = [(mem_col, "peak CUDA memory allocated (MiB)" if use_cuda else "peak process RSS (MiB)", 2**20),
-              ("trainable_params_mean", "trainable parameters", 1)]
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(10.5, 4.0 * len(tasks)), squeeze=False)
-    for row, task in enumerate(tasks):
-        grp = summary[summary["task"] == task].reset_index(drop=True)
-        for col, (xcol, xlabel, unit) in enumerate(axes_x):
+    if not len(verdict):
+        return message_figure("no finished runs with a training-memory record", out, (5, 2))
+    groups = list(verdict.groupby(["task", "model"], sort=False))
+    fig, axes = plt.subplots(len(groups), 2, figsize=(13, 4.8 * len(groups)), squeeze=False)
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    for row, ((task, model), g) in enumerate(groups):
+        g = g.reset_index(drop=True)
+        for col, (xcol, front_col, xlabel) in enumerate([
+                ("training_mib", "memory_frontier", "training memory (MiB): weights + trainable + gradients + AdamW + activations"),
+                ("trainable_params", "params_frontier", "trainable parameters (adapters + head)")]):
             ax = axes[row][col]
-            x, y = grp[xcol].to_numpy(float) / unit, grp["primary_value_mean"].to_numpy(float)
-            better = 1 if grp["higher_is_better"].iloc[0] else -1  # perplexity: lower is better
-            front = pareto_mask(x, better * y)
-            for i, r in grp.iterrows():
-                label = r["method"] if str(r["bits"]) == "32" else f"{r['method']} @ {r['bits']}"
-                ax.scatter(x[i], y[i], s=28, color="tab:red" if front[i] else "tab:gray", zorder=3)
-                ax.annotate(f"{label} b={r['budget']}", (x[i], y[i]), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
-            order = np.argsort(x[front])
-            ax.plot(x[front][order], y[front][order], color="tab:red", lw=1, label="Pareto frontier")
-            ax.set_xscale("log")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(grp["primary_metric"].iloc[0])
-            ax.set_title(task, fontsize=9)
-            ax.legend(fontsize=7)
+            x, y = g[xcol].to_numpy(float), g["mean"].to_numpy(float)
+            span = (np.nanmax(x) - np.nanmin(x)) or 1.0
+            # points within 1% of the axis span and of each other in value: spread them sideways
+            shift = np.zeros(len(x))
+            for i in range(len(x)):
+                same = [j for j in range(i) if abs(x[j] - x[i]) < 0.01 * span and abs(y[j] - y[i]) < 0.002]
+                shift[i] = 0.012 * span * len(same)
+            xs = x + shift if col == 0 else x * (1 + 0.04 * shift / (0.012 * span))
+            err = np.vstack([y - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - y])
+            err = np.where(np.isnan(err), 0, err)
+            front = g[front_col].to_numpy(bool)
+            for i in range(len(g)):
+                color = "tab:red" if front[i] else "tab:gray"
+                ax.errorbar(xs[i], y[i], yerr=err[:, i:i + 1], fmt="o", ms=6, capsize=3, color=color,
+                            mfc=color if front[i] else "white", zorder=3)
+            order = np.argsort(xs[front])
+            ax.plot(xs[front][order], y[front][order], color="tab:red", lw=1.2, zorder=2,
+                    label="frontier (no cheaper arm as good)")
+            # labels: sorted by value, each moved down until it clears the ones placed before
+            placed: list[tuple[float, float]] = []
+            yspan = (np.nanmax(y) - np.nanmin(y)) or 0.01
+            for i in np.argsort(-y):
+                ty = y[i]
+                while any(abs(ty - py) < 0.06 * yspan and abs(xs[i] - px) < 0.18 * (np.nanmax(xs) - np.nanmin(xs) or 1)
+                          for px, py in placed):
+                    ty -= 0.06 * yspan
+                placed.append((xs[i], ty))
+                ax.annotate(g.loc[i, "arm"], (xs[i], y[i]), xytext=(xs[i], ty), textcoords="data",
+                            fontsize=7, ha="left", va="center",
+                            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if ty != y[i] else None)
+            if col == 1:
+                ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(f"{g['metric'].iloc[0]} (mean, 95% CI over seeds)")
+            ax.set_title(f"{task} / {model}", fontsize=9)
+            ax.legend(fontsize=7, loc="lower right")
+            ax.margins(x=0.25, y=0.15)
     fig.tight_layout()
     save(fig, out)

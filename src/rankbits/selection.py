@@ -4,6 +4,7 @@ chosen point is ever evaluated on the test split. Nothing here reads a test metr
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 RULE = ("best primary metric on the selection split; ties: lower selection loss, then the "
         "smaller learning rate")
@@ -41,14 +42,50 @@ def selection_record(infos: list[dict]) -> tuple[int, dict]:
                      "selection_loss": s.get("loss"), "steps": info["steps"],
                      "probe_steps": probe.get("steps", 0),
                      "train_seconds": info["timing"]["train_seconds"],
+                     "train_cpu_seconds": info["timing"].get("train_cpu_seconds"),
                      "probe_seconds": probe.get("seconds", 0.0)})
+    lrs = sorted(p["lr"] for p in points)
+    at_edge = len(lrs) > 1 and points[chosen]["lr"] in (lrs[0], lrs[-1])
     return chosen, {
         "rule": RULE if len(points) > 1 else "single learning rate",
         "chosen_lr": points[chosen]["lr"],
+        # the best rate is the smallest or largest tried: the optimum may lie beyond it
+        "at_edge": at_edge,
         "selection_metric": (points[chosen]["selection"] or {}).get("primary_metric"),
         "selection_n": (points[chosen]["selection"] or {}).get("n"),
         "grid": grid,
         "total_optimizer_steps": sum(g["steps"] + g["probe_steps"] for g in grid),
         # a probe runs before its point's training clock starts: added here
         "total_train_seconds": sum(g["train_seconds"] + g["probe_seconds"] for g in grid),
+        "total_train_cpu_seconds": sum(g["train_cpu_seconds"] or 0.0 for g in grid),
     }
+
+
+def select_round(spec: dict, point_dirs: list[str], round_: int, out: str) -> dict:
+    """One round of the learning-rate search (``lr_search: extend``): choose among the points
+    trained so far; if the choice is at an edge of the rates tried and extensions are left, ask
+    for one more rate beyond that edge (``status: extend``), else ``status: done``. Written to
+    ``out`` (the workflow's checkpoint), which decides the DAG's next jobs."""
+    from .config import next_rate
+    from .io import read_json, write_json
+
+    # every rate tried counts for the edges, a diverged one too (recorded under --keep-going):
+    # the search never steps past a rate that failed
+    tried = sorted(float(read_json(f"{d}/failed.json")["lr"]) if Path(d, "failed.json").exists()
+                   else float(read_json(f"{d}/train_info.json")["training"]["lr"]) for d in point_dirs)
+    infos = [read_json(f"{d}/train_info.json") for d in point_dirs if not Path(d, "failed.json").exists()]
+    if not infos:
+        write_json(out, result := {"round": round_, "rates": tried, "chosen_lr": None, "at_edge": False,
+                                   "status": "done"})
+        return result
+    _, rec = selection_record(infos)
+    step = next_rate(tried, rec["chosen_lr"])
+    more = (spec["training"].get("lr_search") == "extend"
+            and round_ < int(spec["training"].get("lr_max_extensions") or 0))
+    result = {"round": round_, "rates": tried, "chosen_lr": rec["chosen_lr"],
+              "at_edge": rec["chosen_lr"] in (tried[0], tried[-1]),
+              "status": "extend" if step is not None and more else "done"}
+    if result["status"] == "extend":
+        result["next_lr"] = step
+    write_json(out, result)
+    return result

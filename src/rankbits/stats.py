@@ -10,7 +10,6 @@ baseline over seeds, and a paired bootstrap over evaluation examples for single-
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable, Sequence
 
@@ -26,40 +25,69 @@ def mean_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float
     m = float(x.mean()) if len(x) else math.nan
     if len(x) < 2:
         return m, math.nan, math.nan
-    half = float(st.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
+    if x.std() == 0:
+        return m, m, m
+    ci = st.ttest_1samp(x, 0.0).confidence_interval(level)
+    return m, float(ci.low), float(ci.high)
 
 
 def sign_flip_p(diffs: Sequence[float], max_exact: int = 16, draws: int = 100_000, seed: int = 0) -> float:
     """Two-sided p-value of mean(diffs) under the null that each difference is symmetric around
-    0: the share of sign patterns whose |mean| is at least the observed one."""
+    0 (``scipy.stats.permutation_test``, sign flips): exact over all 2^n patterns up to
+    ``max_exact`` seeds, else Monte Carlo with the observed pattern counted as one draw, so p is
+    never 0 (Phipson & Smyth 2010)."""
     d = np.asarray(diffs, dtype=float)
     n = len(d)
     if n == 0:
         return math.nan
-    observed = abs(d.mean())
-    if n <= max_exact:  # every pattern, the observed one among them: p >= 1 / 2^n
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-        return float((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).mean())
-    # Monte Carlo: count the observed pattern as one draw, so p is never 0 (Phipson & Smyth 2010)
-    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, n))
-    hits = int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
-    return (hits + 1) / (draws + 1)
+    if not d.any():
+        return 1.0
+    res = st.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), vectorized=True,
+                              permutation_type="samples", alternative="two-sided",
+                              n_resamples=2**n if n <= max_exact else draws, rng=seed)
+    return float(min(1.0, res.pvalue))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment (family-wise error): NaN entries are left out and stay NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m, running = len(order), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        out[i] = running
+    return out
+
+
+def format_p(p: float, n: int | None = None) -> str:
+    """A p-value as people read it: 3 significant digits; below the test's resolution (one in
+    ``n`` resamples or sign patterns) ``< 1/n``; never ``0``."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    if n and p < 1 / n:
+        return f"< 1/{n}"
+    if p == 0:
+        return "< 1e-300"
+    return f"{p:.3g}"
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> dict:
     """``a`` vs ``b`` paired by position (seed): mean difference a - b, its t interval, the
-    paired t-test p-value and the sign-flip permutation p-value."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    paired t-test p-value (``scipy.stats.ttest_rel``) and the sign-flip permutation p-value."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = a - b
     mean, low, high = mean_ci(d, level)
     if len(d) >= 2 and d.std(ddof=1) > 0:
-        t_p = float(st.ttest_rel(np.asarray(a, float), np.asarray(b, float)).pvalue)
+        t_p = float(st.ttest_rel(a, b).pvalue)
     elif len(d) >= 2:  # every pair differs by the same amount
         t_p = 1.0 if mean == 0 else 0.0
     else:
         t_p = math.nan
     return {"n": int(len(d)), "diff": mean, "ci_low": low, "ci_high": high, "t_p": t_p,
-            "sign_flip_p": sign_flip_p(d), "method": f"paired t ({level:.0%} CI), sign-flip permutation"}
+            "sign_flip_p": sign_flip_p(d), "sign_flip_resolution": 2 ** len(d) if len(d) <= 16 else None,
+            "method": f"paired t ({level:.0%} CI), sign-flip permutation"}
 
 
 def paired_bootstrap(labels: Sequence, pred_a: Sequence, pred_b: Sequence,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, memory
 from .batching import Batches
 from .checkpoint import Checkpointer, set_rng_state
 from .config import Run, config_hash
@@ -190,6 +191,7 @@ class Built:
     optimizer: object
     scheduler: object
     load_seconds: float
+    base_memory: dict  # the frozen base's bytes (rankbits.memory.base_weights)
 
 
 @dataclass
@@ -203,6 +205,9 @@ class Progress:
     start: int = 0
     seen: int = 0
     train_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time of the loop (all threads), every attempt
+    step_seconds: list = field(default_factory=list)  # per-step time of each logged group
+    activations: dict = field(default_factory=dict)  # rankbits.memory.activation_bytes
 
 
 @advises_on_oom("training")
@@ -311,6 +316,7 @@ def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir
         base_info.update(base_bytes=int(model.get_memory_footprint()), quantized=True,
                          weight_dtype=f"{method.name}: per-layer bit map",
                          footprint=footprint(model.base_model))  # backbone, as footprint.json
+    base_memory = memory.base_weights(model)
     transformers.set_seed(run.seed)  # the adapter starts the same whatever the allocation consumed
     model = attach_adapter(model, run.model, run.task, method, run.budget, opts, hp, data.steps,
                            allocation=allocation)
@@ -328,7 +334,7 @@ def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir
     ctx.model, ctx.optimizer, ctx.trainable = model, optimizer, trainable
     method.setup(ctx)
     return Built(model, base_info, ctx, allocation, trainable, params, optimizer, scheduler,
-                 time.perf_counter() - t0)
+                 time.perf_counter() - t0, base_memory)
 
 
 def initial_ranks(built: Built, run: Run) -> tuple[dict, list]:
@@ -350,7 +356,8 @@ def restore(built: Built, resume: dict) -> Progress:
     ctx.record = resume["record"]
     print(f"rankbits: {ctx.run.path}: resuming from optimizer step {resume['step']}", flush=True)
     return Progress(*(resume[k] for k in ("ranks", "rank_rows", "log_rows", "skipped", "step", "seen",
-                                          "train_seconds")))
+                                          "train_seconds")),
+                    cpu_seconds=resume.get("cpu_seconds", 0.0), step_seconds=resume.get("step_seconds", []))
 
 
 def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Checkpointer, device,
@@ -363,6 +370,7 @@ def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Che
     pending: list[tuple] = []
 
     def flush():
+        nonlocal mark
         if not pending:
             return
         vals = torch.stack([torch.stack([a, b, g]) for _, a, b, _, g, _ in pending]).tolist()
@@ -373,6 +381,9 @@ def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Che
                     f"learning rate (training.lr) or gradient clipping (training.max_grad_norm), "
                     f"or set training.on_nan: skip_batch", step)
             pg.log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
+        now = time.perf_counter()  # the group's values are on the host: its steps are done
+        pg.step_seconds.append((now - mark) / len(pending))
+        mark = now
         pending.clear()
 
     def checkpoint(step):
@@ -382,7 +393,9 @@ def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Che
                    "optimizer": optimizer.state_dict(), "scheduler": built.scheduler.state_dict(),
                    "method": method.checkpoint_state(ctx), "allocation": built.allocation,
                    "record": ctx.record, "ranks": pg.ranks, "rank_rows": pg.rank_rows,
-                   "log_rows": pg.log_rows, "skipped": pg.skipped})
+                   "log_rows": pg.log_rows, "skipped": pg.skipped,
+                   "cpu_seconds": pg.cpu_seconds + time.process_time() - c1,
+                   "step_seconds": pg.step_seconds})
 
     def hook(step):
         method.on_optimizer_step(ctx, step)
@@ -397,7 +410,9 @@ def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Che
         next(stream)
     if resume:
         set_rng_state(resume["rng"])
-    t1 = time.perf_counter()
+    activations = memory.activation_bytes(model, memory.peak_batch(data.batches, hp["batch_size"]), device)
+    t1 = mark = time.perf_counter()
+    c1 = time.process_time()
     with ckpt:
         for step in tqdm(range(pg.start, data.steps), desc=run.path, mininterval=5, initial=pg.start,
                          total=data.steps):
@@ -423,13 +438,18 @@ def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Che
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     pg.train_seconds += time.perf_counter() - t1
+    pg.cpu_seconds += time.process_time() - c1
+    pg.activations = activations
 
 
 def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selection_path, device) -> dict:
     """train_info.json: the run, its settings, parameters, ranks, memory, time and selection score."""
     hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
     model, ctx = built.model, built.ctx
-    memory = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(built.optimizer)}
+    measured = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(built.optimizer)}
+    paged = built.base_info["optimizer"] != "AdamW"
+    budgeted = memory.training_memory(built.base_memory, ctx.trainable, built.optimizer, paged,
+                                      pg.activations)
     selection = score_selection(model, selection_path, prob, hp, data.tokenizer, spec["task_options"], device)
     dims = module_dims(model)
     eff = sum(r * method.params_per_rank(*dims[m]) for m, r in pg.ranks.items())
@@ -456,9 +476,15 @@ def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selecti
         "skipped_batches": pg.skipped,
         "selection": selection,
         "base": built.base_info,
-        "memory": memory,
+        "memory": measured,  # peaks as measured (process RSS on CPU; CUDA allocator on GPU)
+        "training_memory": budgeted,  # what a user budgets: rankbits.memory
         "final_task_loss": next((r[1] for r in reversed(pg.log_rows) if math.isfinite(r[1])), None),
         "timing": {"load_seconds": built.load_seconds, "train_seconds": pg.train_seconds,
+                   # process CPU seconds of the loop (every attempt), and the median
+                   # optimizer-step time over groups of log_every steps: costs that load on a
+                   # shared machine disturbs far less than wall time
+                   "train_cpu_seconds": pg.cpu_seconds,
+                   "step_seconds_median": statistics.median(pg.step_seconds) if pg.step_seconds else None,
                    "resumed_at_step": pg.start or None,  # from a checkpoint of an earlier attempt
                    "samples_per_second": pg.seen / pg.train_seconds if pg.train_seconds else None},
         "device": device_info(device),

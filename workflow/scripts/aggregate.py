@@ -3,6 +3,7 @@ from pathlib import Path
 from rankbits import aggregate as agg
 from rankbits.io import read_json
 from rankbits.replication import load_published, replication_table
+from rankbits.verdict import display_verdict, verdict
 from rankbits.workflow import logged
 
 with logged(snakemake):
@@ -19,6 +20,10 @@ with logged(snakemake):
     arms = agg.arms_table(summary, snakemake.params.methods, snakemake.params.bits)
     agg.write_table(arms, str(out / "arms_table"))
     agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"))
+    agg.write_table(agg.cost_table(summary), str(out / "costs"), ("csv", "md"))
+    v = verdict(runs)
+    v.to_csv(snakemake.output.verdict, index=False)
+    agg.write_table(display_verdict(v), str(out / "verdict"), ("md", "html"))
     agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"))
     comp = agg.comparisons(runs)
     agg.write_table(comp, str(out / "comparisons"), ("csv",))

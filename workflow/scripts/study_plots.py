@@ -10,6 +10,6 @@ with logged(snakemake):
     plots.loss_curves(runs, out.loss)
     summary = pd.read_csv(snakemake.input.summary)
     plots.metric_vs_params(summary, out.metric_vs_params)
-    plots.pareto(summary, out.pareto)
+    plots.pareto(pd.read_csv(snakemake.input.verdict), out.pareto)
     plots.rank_maps(runs, out.rank_maps)
     plots.lr_sensitivity(agg.selection_curves(runs), out.lr_sensitivity)

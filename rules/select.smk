@@ -1,0 +1,19 @@
+# the learning-rate search: a checkpoint, so the rates a run trains at can depend on what its
+# first rates scored on the selection split (rankbits.selection.select_round)
+localrules:
+    select_lr,
+
+
+checkpoint select_lr:
+    input:
+        points=select_points,
+    output:
+        f"results/selection/{RUN_PATTERN}/round{{round}}.json",
+    params:
+        spec=spec_for,
+    log:
+        f"logs/select_lr/{RUN_PATTERN}/round{{round}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/select_lr.py"

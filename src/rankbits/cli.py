@@ -1,0 +1,58 @@
+"""``rankbits``: questions a user asks of a finished study. Reads ``results/`` only; never trains.
+
+    rankbits recommend --results results --memory-mb 200 [--task sst2] [--model minilm]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def run_dirs(results: Path) -> list[str]:
+    """Every finished run under ``results`` (``results/runs/**/metrics.json``)."""
+    root = results / "runs" if (results / "runs").is_dir() else results
+    return sorted(str(p.parent) for p in root.rglob("metrics.json"))
+
+
+def recommend(args) -> int:
+    from . import aggregate as agg
+    from .verdict import recommend as answer
+
+    dirs = run_dirs(Path(args.results))
+    if not dirs:
+        print(f"rankbits recommend: no finished runs (metrics.json) under {args.results}", file=sys.stderr)
+        return 2
+    runs = agg.load_runs(dirs)
+    if runs["training_memory_bytes"].isna().all():
+        print(f"rankbits recommend: the runs under {args.results} have no training-memory record "
+              f"(made before rankbits measured it); rerun the study", file=sys.stderr)
+        return 2
+    try:
+        print(answer(runs, args.memory_mb, args.task, args.model, args.alpha))
+    except ValueError as exc:
+        print(f"rankbits recommend: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rankbits", description="Ask a finished rankbits study.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="command")
+    rec = sub.add_parser("recommend", help="the arm to use within a training-memory budget",
+                         description="The best arm whose training memory (weights at their "
+                                     "bit-width, trainable weights, gradients, AdamW state and "
+                                     "activations) fits the budget, its interval over seeds, the "
+                                     "runner-up and whether they differ. Reads results/ only.")
+    rec.add_argument("--results", default="results", help="the study's results folder (default: results)")
+    rec.add_argument("--memory-mb", type=float, required=True, help="training-memory budget in MiB")
+    rec.add_argument("--task", help="only this task")
+    rec.add_argument("--model", help="only this model")
+    rec.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    rec.set_defaults(func=recommend)
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

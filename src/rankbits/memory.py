@@ -1,0 +1,95 @@
+"""Training memory a user can budget: a deterministic breakdown of what one training step holds,
+the same on every device, so arms compare by it even on a CPU (where process RSS is mostly
+imported libraries).
+
+    base weights   the frozen model at its bit-width with quantization constants and code tables
+                   (``rankbits.footprint``), measured on the loaded base before the adapter
+    trainable      adapter weights, and the copy of the head PEFT trains (``modules_to_save``)
+    gradients      one per trainable value, in its dtype
+    optimizer      AdamW's state as it is after training, by actual dtype (paged or not)
+    activations    bytes of the tensors autograd saves for backward, summed over one forward
+                   pass of a real batch at the configured batch size, of the longest training
+                   rows (the peak batch of a length-grouped run); each storage counted once and
+                   the model's own weights left out
+
+Their sum is the run's *training memory*. It leaves out what no arm controls (the framework,
+CUDA context, allocator slack, transient buffers of the backward pass); measured peaks are kept
+beside it (CUDA max allocated / reserved, process RSS) for checking it (bench/RESULTS.md).
+"""
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import rng_state, set_rng_state
+from .footprint import footprint
+
+PARTS = ("base_weights", "trainable_weights", "gradients", "optimizer_state", "activations")
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def base_weights(model) -> dict:
+    """Bytes of the frozen base as loaded (before the adapter): ``footprint``'s total."""
+    fp = footprint(model)
+    return {"bytes": fp["total_bytes"], "by_component": fp["bytes_by_component"]}
+
+
+def peak_batch(batches, batch_size: int) -> dict[str, torch.Tensor]:
+    """The ``batch_size`` longest training rows, padded as a batch: the largest activation
+    footprint a length-grouped run meets (every row fits ``max_length`` after tokenisation)."""
+    rows = torch.as_tensor(batches.lengths).argsort(descending=True, stable=True)[:batch_size]
+    return batches.collate(rows.sort().values.numpy())
+
+
+def activation_bytes(model, batch: dict, device) -> dict:
+    """Bytes autograd saves for backward in one training forward pass of ``batch``. RNG state is
+    restored afterwards, so measuring changes nothing about the run (dropout draws included).
+
+    The pack hook keeps each saved tensor's *storage* (not the tensor: a tensor saved by the node
+    that made it would hold that node, a reference cycle that kept the whole graph allocated
+    through training) and gives autograd a placeholder, since no backward runs here; holding the
+    storages until the count is done keeps two saved tensors from sharing an address."""
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+    seen: dict[int, object] = {}
+
+    def pack(t: torch.Tensor):
+        if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            s = t.untyped_storage()
+            if s.data_ptr() not in own:
+                seen.setdefault(s.data_ptr(), s)
+        return None
+
+    def unpack(_):
+        raise RuntimeError("rankbits.memory.activation_bytes: this forward is for measuring only")
+
+    state = rng_state()
+    was_training = model.training
+    model.train()
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            del out
+        total = sum(s.nbytes() for s in seen.values())
+    finally:
+        seen.clear()
+        set_rng_state(state)
+        model.train(was_training)
+    return {"bytes": total, "batch_shape": list(batch["input_ids"].shape),
+            "method": "saved_tensors_hooks over one forward of the longest training rows"}
+
+
+def training_memory(base: dict, trainable: list, optimizer, paged: bool, activations: dict) -> dict:
+    """The breakdown (bytes) and its sum, ``total_bytes``."""
+    weights = tensor_bytes(trainable)
+    opt_bytes = sum(tensor_bytes([t]) for st in optimizer.state.values() for t in st.values()
+                    if torch.is_tensor(t))
+    parts = {"base_weights": base["bytes"], "trainable_weights": weights,
+             "gradients": weights,  # a gradient per trainable value, in the value's dtype
+             "optimizer_state": opt_bytes, "activations": activations["bytes"]}
+    return {**parts, "total_bytes": sum(parts.values()), "optimizer_paged": paged,
+            "base_by_component": base["by_component"], "activation_batch_shape": activations["batch_shape"],
+            "method": "base footprint + trainable + gradients + AdamW state + saved activations "
+                      "(rankbits.memory)"}
