@@ -22,6 +22,7 @@ from rankbits.config import (
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
 from rankbits.jobserver import OWNER as JOBSERVER_OWNER
+from rankbits.verdict import answer_rst
 from rankbits.workflow import KEEP_GOING
 
 
@@ -32,6 +33,9 @@ try:
     SPECS = {r.path: run_spec(config, r) for run in RUNS for r in (run, upstream_run(run)) if r}
 except ConfigError as exc:
     sys.exit(f"rankbits: invalid configuration: {exc}")
+
+# the report's landing page opens on the study's answer (report/workflow.rst reads this key)
+config["report_answer"] = answer_rst()
 
 RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
 # published numbers for the replication table; config key 'published' may point elsewhere

@@ -37,15 +37,16 @@ def test_a_grid_needs_a_selection_split(base_config):
 
 def test_grid_points_are_runs_of_their_own(validated):
     spec = run_spec(validated, Run("sst2", "minilm", "lora", 8, "32", 0))
-    assert lr_grid(spec) == [5e-4, 1e-3, 2e-3] and [lr_tag(x) for x in lr_grid(spec)] == ["0.0005", "0.001", "0.002"]
+    assert lr_grid(spec) == [1e-3, 2e-3, 4e-3] and [lr_tag(x) for x in lr_grid(spec)] == ["0.001", "0.002", "0.004"]
     p = point_spec(spec, 2e-3)
     assert p["training"]["lr"] == 2e-3 and p["training"]["lr_grid"] is None
     assert p["training"]["lr_search"] is None  # a point's result depends on its own settings only
-    assert spec["training"]["lr_grid"] == [5e-4, 1e-3, 2e-3]  # the run's spec is untouched
-    assert point_spec(spec, 4e-3)["training"]["lr"] == 4e-3  # one step beyond the edge (x2)
-    assert point_spec(spec, 1.25e-4)["training"]["lr"] == 1.25e-4  # two steps below
-    with pytest.raises(ConfigError, match=r"lr 0.5 is not in its grid .* nor a rate its search can add"):
-        point_spec(spec, 0.5)
+    assert spec["training"]["lr_grid"] == [1e-3, 2e-3, 4e-3]  # the run's spec is untouched
+    assert point_spec(spec, 8e-3)["training"]["lr"] == 8e-3  # one step beyond the edge (x2)
+    assert point_spec(spec, 5e-4)["training"]["lr"] == 5e-4  # one step below
+    for lr in (1.6e-2, 0.5):  # two steps: lr_max_extensions is 1
+        with pytest.raises(ConfigError, match=rf"lr {lr} is not in its grid .* nor a rate its search can add"):
+            point_spec(spec, lr)
 
 
 def point(lr, value, loss, higher=True):

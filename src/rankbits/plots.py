@@ -286,59 +286,62 @@ def lr_sensitivity(curves: pd.DataFrame, out: str) -> None:
 def pareto(verdict: pd.DataFrame, out: str) -> None:
     """The verdict drawn: primary metric (mean over seeds, 95% interval as a bar) against training
     memory (MiB, rankbits.memory) and against trainable parameters, a panel pair per (task,
-    model). Frontier arms are filled and joined; labels sit beside their points, stepped apart
-    where points nearly coincide, and points at the same place are drawn side by side."""
-    from matplotlib.ticker import FuncFormatter
+    model). Frontier arms are filled and joined. Each point carries a number, and a key beside
+    the panels names the arms, so no label sits on another; points at (nearly) the same place are
+    drawn side by side."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     if not len(verdict):
         return message_figure("no finished runs with a training-memory record", out, (5, 2))
     groups = list(verdict.groupby(["task", "model"], sort=False))
-    fig, axes = plt.subplots(len(groups), 2, figsize=(13, 4.8 * len(groups)), squeeze=False)
-    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    fig, axes = plt.subplots(len(groups), 3, figsize=(16, 4.8 * len(groups)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 0.55]})
     for row, ((task, model), g) in enumerate(groups):
-        g = g.reset_index(drop=True)
+        g = g.sort_values(["training_mib", "arm"], kind="stable").reset_index(drop=True)
+        y = g["mean"].to_numpy(float)
+        err = np.vstack([y - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - y])
+        err = np.where(np.isnan(err), 0, err)
         for col, (xcol, front_col, xlabel) in enumerate([
-                ("training_mib", "memory_frontier", "training memory (MiB): weights + trainable + gradients + AdamW + activations"),
+                ("training_mib", "memory_frontier", "training memory (MiB)\nweights + trainable + gradients + AdamW + activations"),
                 ("trainable_params", "params_frontier", "trainable parameters (adapters + head)")]):
             ax = axes[row][col]
-            x, y = g[xcol].to_numpy(float), g["mean"].to_numpy(float)
-            span = (np.nanmax(x) - np.nanmin(x)) or 1.0
-            # points within 1% of the axis span and of each other in value: spread them sideways
-            shift = np.zeros(len(x))
+            x = g[xcol].to_numpy(float)
+            # points within 1.5% of the axis span of each other and close in value: spread sideways
+            span = (np.nanmax(x) - np.nanmin(x)) or max(abs(np.nanmax(x)), 1.0)
+            xs, dy = x.copy(), np.zeros(len(x))
             for i in range(len(x)):
-                same = [j for j in range(i) if abs(x[j] - x[i]) < 0.01 * span and abs(y[j] - y[i]) < 0.002]
-                shift[i] = 0.012 * span * len(same)
-            xs = x + shift if col == 0 else x * (1 + 0.04 * shift / (0.012 * span))
-            err = np.vstack([y - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - y])
-            err = np.where(np.isnan(err), 0, err)
+                near = [j for j in range(i) if abs(x[j] - x[i]) < 0.015 * span and abs(y[j] - y[i]) < 0.01]
+                if near:
+                    xs[i] = x[i] * (1 + 0.02 * len(near)) if col == 1 else x[i] + 0.015 * span * len(near)
+                    dy[i] = -10 * len(near)  # its number below the other's
             front = g[front_col].to_numpy(bool)
             for i in range(len(g)):
                 color = "tab:red" if front[i] else "tab:gray"
                 ax.errorbar(xs[i], y[i], yerr=err[:, i:i + 1], fmt="o", ms=6, capsize=3, color=color,
                             mfc=color if front[i] else "white", zorder=3)
+                ax.annotate(str(i + 1), (xs[i], y[i]), xytext=(5, 3 + dy[i]), textcoords="offset points",
+                            fontsize=8, color=color, fontweight="bold" if front[i] else "normal")
             order = np.argsort(xs[front])
             ax.plot(xs[front][order], y[front][order], color="tab:red", lw=1.2, zorder=2,
-                    label="frontier (no cheaper arm as good)")
-            # labels: sorted by value, each moved down until it clears the ones placed before
-            placed: list[tuple[float, float]] = []
-            yspan = (np.nanmax(y) - np.nanmin(y)) or 0.01
-            for i in np.argsort(-y):
-                ty = y[i]
-                while any(abs(ty - py) < 0.06 * yspan and abs(xs[i] - px) < 0.18 * (np.nanmax(xs) - np.nanmin(xs) or 1)
-                          for px, py in placed):
-                    ty -= 0.06 * yspan
-                placed.append((xs[i], ty))
-                ax.annotate(g.loc[i, "arm"], (xs[i], y[i]), xytext=(xs[i], ty), textcoords="data",
-                            fontsize=7, ha="left", va="center",
-                            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if ty != y[i] else None)
+                    label="frontier: no cheaper arm as good")
             if col == 1:
                 ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(plain)
-            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+                ticks = sorted(set(x))
+                ax.xaxis.set_major_locator(FixedLocator(ticks))
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.tick_params(axis="x", labelrotation=30)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
             ax.set_xlabel(xlabel, fontsize=8)
             ax.set_ylabel(f"{g['metric'].iloc[0]} (mean, 95% CI over seeds)")
-            ax.set_title(f"{task} / {model}", fontsize=9)
+            ax.set_title(f"{task} / {model}: {g['metric'].iloc[0]} vs "
+                         + ("training memory" if col == 0 else "trainable parameters"), fontsize=9)
             ax.legend(fontsize=7, loc="lower right")
-            ax.margins(x=0.25, y=0.15)
+            ax.margins(x=0.12, y=0.12)
+        key = axes[row][2]
+        key.axis("off")
+        lines = [f"{i + 1:>2}  {r['arm']}{' *' if r['memory_frontier'] else ''}\n"
+                 f"    {r['training_mib']:.1f} MiB, {r['mean']:.4f}" for i, r in g.iterrows()]
+        key.text(0, 1, "\n".join(lines) + "\n\n* on the memory frontier", va="top", ha="left",
+                 family="monospace", fontsize=8, transform=key.transAxes)
     fig.tight_layout()
     save(fig, out)

@@ -165,3 +165,29 @@ def interval(arm: pd.Series) -> str:
     if pd.isna(arm["ci_low"]):
         return f"{arm['mean']:.4f} (1 seed, no interval)"
     return f"{arm['mean']:.4f} [{arm['ci_low']:.4f}, {arm['ci_high']:.4f}] over {arm['seeds']} seeds"
+
+
+def answer_rst(path: str = "results/tables/verdict.csv") -> str:
+    """The verdict for the report's landing page (``report/workflow.rst``), as an RST list: one
+    line per memory level on the frontier, the arm to use there, its interval and the arms tied
+    with it; a line saying there is none yet when the study has not made one."""
+    import os
+
+    if not os.path.exists(path):
+        return "*No verdict yet: run the study (``snakemake --cores 2``), then build the report.*"
+    v = pd.read_csv(path)
+    lines = []
+    for (task, model), g in v.groupby(["task", "model"], sort=False):
+        lines.append(f"**{task} / {model}** ({g['metric'].iloc[0]}, mean and 95% interval over "
+                     f"{int(g['seeds'].min())}–{int(g['seeds'].max())} seeds):" if g["seeds"].nunique() > 1
+                     else f"**{task} / {model}** ({g['metric'].iloc[0]}, mean and 95% interval over "
+                          f"{int(g['seeds'].iloc[0])} seed(s)):")
+        lines.append("")
+        for _, a in g[g["memory_frontier"]].iterrows():
+            tied = [t for t in str(a["tied_with_best"]).split(", ") if t not in ("—", "nan")]
+            note = " (learning rate at its grid's edge)" if a["lr_at_edge"] else ""
+            lines.append(f"- within **{a['training_mib']:.1f} MiB** of training memory: use "
+                         f"**{a['arm']}**, {interval(a)}{note}; "
+                         f"tied with it: {', '.join(tied) or 'none'}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,5 +1,4 @@
-from rankbits.plots import rank_heatmap
-from rankbits.workflow import logged
+from rankbits.jobserver import run
 
-with logged(snakemake):
-    rank_heatmap(snakemake.input[0], snakemake.output[0])
+run("rankbits.plots:rank_heatmap", snakemake.input[0], snakemake.output[0],
+    log=snakemake.log[0], server=snakemake.config["job_server"])

@@ -1,6 +1,5 @@
-from rankbits.selection import select_round
-from rankbits.workflow import logged
+from rankbits.jobserver import run
 
-with logged(snakemake):
-    select_round(snakemake.params.spec, list(snakemake.input.points), int(snakemake.wildcards.round),
-                 snakemake.output[0])
+run("rankbits.selection:select_round", snakemake.params.spec, list(snakemake.input.points),
+    int(snakemake.wildcards.round), snakemake.output[0],
+    log=snakemake.log[0], server=snakemake.config["job_server"])
