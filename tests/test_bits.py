@@ -192,3 +192,62 @@ def test_quant_errors_leave_padded_positions_out(sst2_tokens):
     for ra, rb in zip(a, b):
         assert rb["rel_output_error"] == pytest.approx(ra["rel_output_error"], rel=1e-4), ra["module"]
         assert rb["output_cosine"] == pytest.approx(ra["output_cosine"], abs=1e-6)
+
+
+@needs_shared_data("sst2")
+@pytest.mark.slow
+def test_training_memory_orders_nf4_below_int8_below_fp32(prepared, sst2_tokens, tmp_path):
+    """The budgetable training memory (rankbits.memory) of the same arm, by bit-width: every part
+    recorded, their sum the total, the base part the prepared base's footprint."""
+    from rankbits.memory import PARTS
+    from rankbits.train import train_run
+
+    total = {}
+    for bits in ("32", "8", "4"):
+        base = prepared(bits) if bits != "32" else None
+        info = train_run(small_spec("lora", bits, budget=8, steps=2), str(sst2_tokens / "tok_train.parquet"),
+                         str(tmp_path / bits), base_dir=base and str(base))
+        tm = info["training_memory"]
+        assert tm["total_bytes"] == sum(tm[p] for p in PARTS) and all(tm[p] > 0 for p in PARTS)
+        assert tm["gradients"] == tm["trainable_weights"] == 4 * info["params"]["trainable"]
+        assert tm["optimizer_state"] >= 2 * tm["trainable_weights"]  # AdamW's two moments
+        if base:
+            fp = json.loads((base / "footprint.json").read_text())
+            assert abs(tm["base_weights"] - fp["total_bytes"]) < 0.01 * fp["total_bytes"]
+        total[bits] = tm["total_bytes"]
+    assert total["4"] < total["8"] < total["32"]
+
+
+def test_measuring_activations_leaves_no_graph_behind():
+    """The measuring forward must not keep its graph (a tensor saved by the node that made it
+    would hold that node): afterwards nothing it saved is alive, and the run's RNG is untouched."""
+    import gc
+    import weakref
+
+    from rankbits.memory import activation_bytes
+
+    gc.disable()
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Dropout(0.5),
+                                    torch.nn.Linear(32, 1))
+        outs = []  # tanh saves its own output: the case that made a reference cycle
+        model[1].register_forward_hook(lambda m, i, o: outs.append(weakref.ref(o)))
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = model
+
+            def forward(self, input_ids):
+                return self.net(input_ids)
+
+        batch = {"input_ids": torch.randn(4, 8)}
+        before = torch.random.get_rng_state()
+        got = activation_bytes(Wrapped(), batch, torch.device("cpu"))
+        assert torch.equal(torch.random.get_rng_state(), before)
+        # saved: tanh's output (4x32), the dropout's mask and output (the last Linear's input)
+        assert got["bytes"] >= 4 * 32 * 4 * 2 and got["batch_shape"] == [4, 8]
+        assert outs and all(r() is None for r in outs)
+    finally:
+        gc.enable()
