@@ -103,21 +103,19 @@ def optimizer_step(model, batch, trainable, optimizer, scheduler, hook, step, ma
     out = model(**batch)
     task = task_loss(prob, out.logits.detach(), batch["labels"])
     gnorm = torch.tensor(float("nan"))
-    if not (skip_nonfinite and not bool(torch.isfinite(out.loss))):
+    finite = not skip_nonfinite or bool(torch.isfinite(out.loss))
+    if finite:
         out.loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-        if not (skip_nonfinite and not bool(torch.isfinite(gnorm))):
-            optimizer.step()
-            scheduler.step()
-            if hook is not None:
-                hook(step)
-            optimizer.zero_grad(set_to_none=True)
-            return task, out.loss.detach().float(), gnorm.detach().float(), False
-    optimizer.zero_grad(set_to_none=True)
+        finite = not skip_nonfinite or bool(torch.isfinite(gnorm))
+    if finite:
+        optimizer.step()
     scheduler.step()
-    if skip_hook is not None:
-        skip_hook(step)
-    return task, out.loss.detach().float(), gnorm.detach().float(), True
+    after = hook if finite else skip_hook  # before zero_grad: AdaLoRA reads the gradients
+    if after is not None:
+        after(step)
+    optimizer.zero_grad(set_to_none=True)
+    return task, out.loss.detach().float(), gnorm.detach().float(), not finite
 
 
 def make_optimizer(params, hp: dict, quantized: bool, device, paged_ok: bool = True):
