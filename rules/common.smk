@@ -101,9 +101,10 @@ def searched_rates(w, rounds=None):
 
 def first_seed(w):
     """The seed a run's rate is selected on under ``lr_seeds: first``: the smallest seed of the
-    same (task, model, method, budget, bits) in the study."""
+    same (task, model, method, budget, bits) among the runs the study trains."""
     key = lambda r: (r["task"], r["model"], r["method"], str(r["budget"]), str(r["bits"]))  # noqa: E731
-    return min(r.seed for r in RUNS if key(r.as_dict()) == key(w))
+    # SPECS, not RUNS: a run another method reads (adalora for adalora-transfer) counts too
+    return min(int(spec["run"]["seed"]) for spec in SPECS.values() if key(spec["run"]) == key(w))
 
 
 def reuses_rate(w):

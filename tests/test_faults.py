@@ -15,6 +15,7 @@ from test_workflow import snakemake, tiny_config
 # what legitimately differs between two runs of the same seed: clocks and memory high-water marks
 VOLATILE = {"created_at", "load_seconds", "train_seconds", "samples_per_second", "eval_seconds",
             "peak_rss_bytes", "eval_peak_rss_bytes", "total_train_seconds", "probe_seconds",
+            "train_cpu_seconds", "total_train_cpu_seconds", "step_seconds_median",
             "peak_rss_of"}  # a job-server fork locally, its own process under SLURM
 
 

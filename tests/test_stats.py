@@ -51,3 +51,16 @@ def test_holm_and_p_formatting():
     assert list(adj[:3]) == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adj[3])
     assert format_p(0.0, 2000) == "< 1/2000" and format_p(0.0) != "0"
     assert format_p(0.01234) == "0.0123" and format_p(float("nan")) == "—"
+
+
+def test_vectorised_bootstrap_of_a_mean_metric_is_the_same_bootstrap():
+    y = np.random.default_rng(1).integers(0, 2, 300)
+    pa, pb = y.copy(), y.copy()
+    pa[:30] = 1 - pa[:30]
+    pb[:60] = 1 - pb[:60]
+    acc = lambda t, p: float((t == p).mean())  # noqa: E731
+    slow = paired_bootstrap(y, pa, pb, acc, n_boot=400)
+    fast = paired_bootstrap(y, pa, pb, acc, n_boot=400, per_example=lambda t, p: t == p)
+    assert fast["diff"] == slow["diff"] == pytest.approx(0.1)
+    assert fast["ci_low"] == pytest.approx(slow["ci_low"]) and fast["ci_high"] == pytest.approx(slow["ci_high"])
+    assert fast["p"] == slow["p"]

@@ -92,18 +92,26 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL) ->
 
 def paired_bootstrap(labels: Sequence, pred_a: Sequence, pred_b: Sequence,
                      metric: Callable[[Sequence, Sequence], float], n_boot: int = 2000,
-                     seed: int = 0, level: float = LEVEL) -> dict:
+                     seed: int = 0, level: float = LEVEL,
+                     per_example: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict:
     """Bootstrap over evaluation examples of metric(a) - metric(b), both arms resampled with the
-    same indices; percentile interval, and p = 2 x the share of resamples on the other side of 0."""
+    same indices; percentile interval, and p = 2 x the share of resamples on the other side of 0.
+    ``per_example``: for a metric that is the mean of per-example scores (accuracy), those scores;
+    the resamples are then computed at once (the same indices, the same result, far faster)."""
     y, pa, pb = (np.asarray(v) for v in (labels, pred_a, pred_b))
     if not len(y) == len(pa) == len(pb):
         raise ValueError("labels and both prediction lists must have the same length")
     rng = np.random.default_rng(seed)
     observed = metric(y, pa) - metric(y, pb)
-    boots = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        boots[i] = metric(y[idx], pa[idx]) - metric(y[idx], pb[idx])
+    if per_example is not None:
+        idx = rng.integers(0, len(y), (n_boot, len(y)))
+        sa, sb = per_example(y, pa).astype(float), per_example(y, pb).astype(float)
+        boots = sa[idx].mean(axis=1) - sb[idx].mean(axis=1)
+    else:
+        boots = np.empty(n_boot)
+        for i in range(n_boot):
+            idx = rng.integers(0, len(y), len(y))
+            boots[i] = metric(y[idx], pa[idx]) - metric(y[idx], pb[idx])
     low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     p = 2 * min((boots <= 0).mean(), (boots >= 0).mean())
     return {"n_examples": int(len(y)), "diff": float(observed), "ci_low": float(low),

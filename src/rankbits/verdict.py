@@ -51,7 +51,8 @@ def arm_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_within(arms: pd.DataFrame, runs: pd.DataFrame, memory_mib: float, alpha: float = 0.05) -> dict | None:
+def best_within(arms: pd.DataFrame, runs: pd.DataFrame, memory_mib: float, alpha: float = 0.05,
+                cache: dict | None = None) -> dict | None:
     """For one (task, model): the best arm whose training memory is at most ``memory_mib``, the
     runner-up, and the candidates tied with the best (see the module's docstring)."""
     cand = arms[arms["training_mib"] <= memory_mib + 1e-9]
@@ -61,9 +62,12 @@ def best_within(arms: pd.DataFrame, runs: pd.DataFrame, memory_mib: float, alpha
     cand = cand.sort_values(["mean", "training_mib"], ascending=[not higher, True], kind="stable")
     best = cand.iloc[0]
     tests = []
+    cache = {} if cache is None else cache  # the same pair recurs at every memory level
     for _, other in cand.iloc[1:].iterrows():
-        r = compare(select(runs, other), select(runs, best))
-        tests.append((other, r))
+        key = (other["arm"], best["arm"])
+        if key not in cache:
+            cache[key] = compare(select(runs, other), select(runs, best))
+        tests.append((other, cache[key]))
     adj = holm([r["p"] if r and r["seeds"] >= 2 else np.nan for _, r in tests])
     tied, rows = [], []
     for (other, r), p_adj in zip(tests, adj):
@@ -96,9 +100,9 @@ def verdict(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         higher = bool(arms["higher_is_better"].iloc[0])
         arms["memory_frontier"] = pareto_mask(arms["training_mib"], arms["mean"], higher)
         arms["params_frontier"] = pareto_mask(arms["trainable_params"], arms["mean"], higher)
-        best, tied, evidence = [], [], []
+        best, tied, evidence, cache = [], [], [], {}
         for _, a in arms.iterrows():
-            v = best_within(arms, r, a["training_mib"], alpha)
+            v = best_within(arms, r, a["training_mib"], alpha, cache)
             best.append(v["best"]["arm"])
             tied.append(", ".join(v["tied"]) or "—")
             evidence.append(v["evidence"])
