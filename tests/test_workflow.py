@@ -121,6 +121,8 @@ def test_tiny_study_end_to_end(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "rank_heatmaps/sst2/minilm/adalora/2/32/seed0.png" in html
     assert html.count("iVBORw0KGgo") >= 4  # heatmap + three study figures, embedded as PNG
+    # the landing page opens on the answer: the verdict at each memory level on the frontier
+    assert "the-answer" in html and "of training memory: use" in html
 
     # a finished study is up to date; a changed AdaLoRA option reruns AdaLoRA only
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
