@@ -20,6 +20,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +60,10 @@ def run(src: Path, out: str | None, device: str = "cuda", only: str | None = Non
 
     from rankbits.prepare import prepare_base
     from rankbits.train import train_run
-    from rankbits.runtime import versions
 
     specs = json.loads((src / "specs.json").read_text())
     if only is None and device == "cuda":  # each arm in a fresh process: peaks start from zero
         import subprocess
-        import tempfile
 
         rows = []
         for name in specs:
@@ -89,8 +88,6 @@ def run(src: Path, out: str | None, device: str = "cuda", only: str | None = Non
         if cuda:
             torch.cuda.empty_cache()
         before = torch.cuda.memory_allocated() if cuda else 0
-        import tempfile
-
         info = train_run(spec, str(src / "tok_train.parquet"), f"{tempfile.mkdtemp()}/run",
                          base_dir=str(base) if bits in ("8", "4") else None)
         tm, mem = info["training_memory"], info["memory"]
@@ -153,26 +150,6 @@ def precision_checks(lora_spec: dict, ada_spec: dict, src: Path) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--make", type=Path)
-    ap.add_argument("--model-path")
-    ap.add_argument("--run", type=Path)
-    ap.add_argument("--out")
-    ap.add_argument("--device", default="cuda", help="cpu: a smoke run of the script (3 steps, no comparison)")
-    ap.add_argument("--only", help="one arm, in this process (the parent runs each arm so)")
-    ap.add_argument("--profile", nargs="*", help="arms (e.g. lora@32) whose CUDA peak to break down")
-    a = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if a.make:
-        make(a.make, a.model_path)
-    elif a.profile:
-        for arm in a.profile:
-            profile(a.run, arm)
-    else:
-        run(a.run, a.out, a.device, a.only)
-
-
 def profile(src: Path, arm: str, steps: int = 63) -> None:
     """Where the CUDA peak of one arm's training goes: the allocator's history replayed, the
     blocks alive at the peak grouped by the innermost frame of transformers / peft / torch.nn /
@@ -210,3 +187,23 @@ def profile(src: Path, arm: str, steps: int = 63) -> None:
     print(f"{arm}: replayed peak {peak / 2**20:.1f} MiB; max_memory_allocated {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
     for where, size in groups.most_common(25):
         print(f"  {size / 2**20:8.2f} MiB  {where}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--make", type=Path)
+    ap.add_argument("--model-path")
+    ap.add_argument("--run", type=Path)
+    ap.add_argument("--out")
+    ap.add_argument("--device", default="cuda", help="cpu: a smoke run of the script (3 steps, no comparison)")
+    ap.add_argument("--only", help="one arm, in this process (the parent runs each arm so)")
+    ap.add_argument("--profile", nargs="*", help="arms (e.g. lora@32) whose CUDA peak to break down")
+    a = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.make:
+        make(a.make, a.model_path)
+    elif a.profile:
+        for arm in a.profile:
+            profile(a.run, arm)
+    else:
+        run(a.run, a.out, a.device, a.only)

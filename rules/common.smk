@@ -85,9 +85,9 @@ def selects(w):
 
 def searched_rates(w, rounds=None):
     """(the run's grid plus the rates its search added, the path of the last select_lr round
-    read), reading the checkpoint's rounds (``rounds``: only those before it). A round not yet
-    run makes Snakemake re-evaluate once its job has run."""
-    lrs, k, path = list(lr_grid(SPECS[RUN_PATTERN.format(**w)])), 0, None
+    read, that round's record), reading the checkpoint's rounds (``rounds``: only those before
+    it). A round not yet run makes Snakemake re-evaluate once its job has run."""
+    lrs, k, path, last = list(lr_grid(SPECS[RUN_PATTERN.format(**w)])), 0, None, None
     while rounds is None or k < rounds:
         path = checkpoints.select_lr.get(**w, round=k).output[0]
         with open(path) as fh:
@@ -96,7 +96,7 @@ def searched_rates(w, rounds=None):
             break
         lrs.append(last["next_lr"])
         k += 1
-    return lrs, path
+    return lrs, path, last
 
 
 def first_seed(w):
@@ -107,15 +107,13 @@ def first_seed(w):
     return min(int(spec["run"]["seed"]) for spec in SPECS.values() if key(spec["run"]) == key(w))
 
 
-def reuses_rate(w):
+def rate_source(w):
+    """The run whose search decides ``w``'s rate: ``w`` itself, or under ``lr_seeds: first`` a
+    later seed's first seed."""
     spec = SPECS[RUN_PATTERN.format(**w)]
-    return selects(w) and spec["training"]["lr_seeds"] == "first" and int(w["seed"]) != first_seed(w)
-
-
-def chosen_rate(w):
-    """The rate the run ``w`` selected, from its last select_lr round."""
-    with open(searched_rates(w)[1]) as fh:
-        return float(json.load(fh)["chosen_lr"])
+    if spec["training"]["lr_seeds"] == "first" and int(w["seed"]) != first_seed(w):
+        return {**w, "seed": first_seed(w)}
+    return w
 
 
 def grid_points(wildcards):
@@ -123,11 +121,11 @@ def grid_points(wildcards):
     ``lr_seeds: first`` a later seed trains only at the rate its first seed chose."""
     w = run_wildcards(wildcards)
     path = RUN_PATTERN.format(**w)
-    if reuses_rate(w):
-        return point_dirs(path, [chosen_rate({**w, "seed": first_seed(w)})])
     if not selects(w):
         return point_dirs(path, lr_grid(SPECS[path]))
-    return point_dirs(path, searched_rates(w)[0])
+    source = rate_source(w)
+    lrs, _, last = searched_rates(source)
+    return point_dirs(path, lrs if source is w else [float(last["chosen_lr"])])
 
 
 def select_points(wildcards):
@@ -140,9 +138,7 @@ def rate_choice(wildcards):
     """The select_lr round a run's rate comes from: its own last round, or (a later seed under
     ``lr_seeds: first``) its first seed's; none for a run at one rate."""
     w = run_wildcards(wildcards)
-    if not selects(w):
-        return {}
-    return {"choice": searched_rates({**w, "seed": first_seed(w)} if reuses_rate(w) else w)[1]}
+    return {"choice": searched_rates(rate_source(w))[1]} if selects(w) else {}
 
 
 def upstream_input(wildcards):

@@ -108,3 +108,17 @@ def test_every_study_config_validates_over_the_default(study, base_config):
         return a
 
     validate_config(merge(base_config, yaml.safe_load(study.read_text())), SCHEMA)
+
+
+def test_config_strings_from_the_command_line_are_read_as_the_schema_types(base_config):
+    """Snakemake hands --config values over as strings: job_server=false, data_root=null,
+    training='{lr: 0.002}', budgets; a string the schema takes as a string stays one."""
+    base_config.update(job_server="false", data_root="null")
+    base_config["training"].update(lr="0.002", lora_alpha="2r", max_grad_norm="1")
+    base_config["study"]["budgets"] = ["2", "8"]
+    cfg = validate_config(base_config, SCHEMA)
+    assert cfg["job_server"] is False and cfg["data_root"] is None
+    assert cfg["training"]["lr"] == 0.002 and cfg["training"]["lora_alpha"] == "2r"
+    assert cfg["study"]["budgets"] == [2, 8] and cfg["study"]["bits"] == ["32", "4"]
+    base_config["training"]["lr"] = "fast"
+    rejects(base_config, r"^training.lr: 'fast' is not of type 'number'")

@@ -5,8 +5,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from rankbits import aggregate as agg
 from rankbits.verdict import display_verdict, recommend, verdict
 

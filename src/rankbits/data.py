@@ -119,7 +119,8 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
         near = overlap.related(train.index[keep.to_numpy()], selection.index)
         contained = int(len(near))
         keep &= ~train.index.isin(near)
-    if options.get("train_rows", "all") == "sentences":
+    rows_kind = options.get("train_rows", "all")
+    if rows_kind == "sentences":
         if not check:
             raise DataError(f"tasks.{task.name}.train_rows: 'sentences' is for classification tasks")
         keep &= ~overlap.texts.loc[train.index].isin(overlap.inner).to_numpy()
@@ -133,7 +134,7 @@ def prepare_task(task_name: str, data_root: str | None, options: dict, out_dir: 
             df.to_parquet(tmp, index=False)
         manifest["splits"][split] = {"source": source, "rows": len(df), "rows_available": available}
     manifest["splits"]["train"]["dropped_as_in_selection_or_dev"] = dropped
-    manifest["splits"]["train"]["rows_kind"] = options.get("train_rows", "all")
+    manifest["splits"]["train"]["rows_kind"] = rows_kind
     manifest["splits"]["train"]["rows_eligible"] = n_pool
     if check:
         manifest["splits"]["train"]["dropped_as_containing_or_inside_selection"] = contained

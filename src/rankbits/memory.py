@@ -30,6 +30,11 @@ def tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def optimizer_bytes(optimizer) -> int:
+    """Bytes of the optimizer's state tensors, by their actual dtype (AdamW: two moments)."""
+    return tensor_bytes(t for st in optimizer.state.values() for t in st.values() if torch.is_tensor(t))
+
+
 def base_weights(model) -> dict:
     """Bytes of the frozen base as loaded (before the adapter): ``footprint``'s total."""
     fp = footprint(model)
@@ -84,8 +89,7 @@ def activation_bytes(model, batch: dict, device) -> dict:
 def training_memory(base: dict, trainable: list, optimizer, paged: bool, activations: dict) -> dict:
     """The breakdown (bytes) and its sum, ``total_bytes``."""
     weights = tensor_bytes(trainable)
-    opt_bytes = sum(tensor_bytes([t]) for st in optimizer.state.values() for t in st.values()
-                    if torch.is_tensor(t))
+    opt_bytes = optimizer_bytes(optimizer)
     parts = {"base_weights": base["bytes"], "trainable_weights": weights,
              "gradients": weights,  # a gradient per trainable value, in the value's dtype
              "optimizer_state": opt_bytes, "activations": activations["bytes"]}

@@ -128,11 +128,6 @@ def make_optimizer(params, hp: dict, quantized: bool, device, paged_ok: bool = T
     return torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"]), "AdamW"
 
 
-def optimizer_state_bytes(optimizer) -> int:
-    return sum(t.numel() * t.element_size() for state in optimizer.state.values()
-               for t in state.values() if torch.is_tensor(t))
-
-
 def score_selection(model, path: str | None, prob: Problem, hp: dict, tokenizer, task_opts: dict,
                     device) -> dict | None:
     """The task's metrics and mean loss of ``model`` on the selection split."""
@@ -444,7 +439,7 @@ def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selecti
     """train_info.json: the run, its settings, parameters, ranks, memory, time and selection score."""
     hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
     model, ctx = built.model, built.ctx
-    measured = {**peak_memory(device), "optimizer_state_bytes": optimizer_state_bytes(built.optimizer)}
+    measured = {**peak_memory(device), "optimizer_state_bytes": memory.optimizer_bytes(built.optimizer)}
     paged = built.base_info["optimizer"] != "AdamW"
     budgeted = memory.training_memory(built.base_memory, ctx.trainable, built.optimizer, paged,
                                       pg.activations)

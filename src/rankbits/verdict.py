@@ -182,10 +182,9 @@ def answer_rst(path: str = "results/tables/verdict.csv") -> str:
     v = pd.read_csv(path)
     lines = []
     for (task, model), g in v.groupby(["task", "model"], sort=False):
-        lines.append(f"**{task} / {model}** ({g['metric'].iloc[0]}, mean and 95% interval over "
-                     f"{int(g['seeds'].min())}–{int(g['seeds'].max())} seeds):" if g["seeds"].nunique() > 1
-                     else f"**{task} / {model}** ({g['metric'].iloc[0]}, mean and 95% interval over "
-                          f"{int(g['seeds'].iloc[0])} seed(s)):")
+        lo, hi = int(g["seeds"].min()), int(g["seeds"].max())
+        seeds = f"{lo}" if lo == hi else f"{lo}–{hi}"
+        lines.append(f"**{task} / {model}** ({g['metric'].iloc[0]}, mean and 95% interval over {seeds} seed(s)):")
         lines.append("")
         for _, a in g[g["memory_frontier"]].iterrows():
             tied = [t for t in str(a["tied_with_best"]).split(", ") if t not in ("—", "nan")]
