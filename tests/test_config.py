@@ -122,3 +122,51 @@ def test_config_strings_from_the_command_line_are_read_as_the_schema_types(base_
     assert cfg["study"]["budgets"] == [2, 8] and cfg["study"]["bits"] == ["32", "4"]
     base_config["training"]["lr"] = "fast"
     rejects(base_config, r"^training.lr: 'fast' is not of type 'number'")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tinit", "abc", r"^methods\.adalora\.tinit: 'abc' is not of type 'number'"),
+    ("tinit", -1, r"^methods\.adalora\.tinit: -1 is less than the minimum of 0"),
+    ("init_r", 2.5, r"^methods\.adalora\.init_r: 2\.5 is not of type 'integer', 'null'"),
+    ("beta1", 1, r"^methods\.adalora\.beta1: 1 is greater than or equal to the maximum of 1"),
+    ("init_r", 8, r"^methods\.adalora\.init_r: 8 must be above the target rank \(the budget, 8\)"),
+    # 800 training rows / 16 per batch = 50 planned steps: 45 + 10 leaves no room to prune
+    ("tinit", 45, r"^methods\.adalora: tinit \(45 steps\) must be below total steps minus tfinal"),
+])
+def test_method_options_are_checked_for_every_run_at_start_up(validated, key, value, message):
+    """What a training job would reject fails before any job starts, naming the key: the type and
+    range from the method's option schema, the rules across options, budget and run length from
+    its ``prepare`` at the planned number of steps."""
+    validated["methods"]["adalora"][key] = value
+    runs = expand_runs(validated)
+    with pytest.raises(ConfigError, match=message):
+        for run in runs:
+            run_spec(validated, run)
+
+
+def test_method_options_from_the_command_line_are_read_as_their_types(validated):
+    validated["methods"]["adalora"].update(tinit="0.2", init_r="null", deltaT="3")
+    run = next(r for r in expand_runs(validated) if r.method == "adalora")
+    opts = run_spec(validated, run)["method_options"]
+    assert opts["tinit"] == 0.2 and opts["init_r"] is None and opts["deltaT"] == 3
+
+
+def test_a_study_is_named_by_its_config_file_or_study_name():
+    from rankbits.config import study_name
+
+    assert study_name({}, []) == "default"
+    assert study_name({}, ["config/config.yaml"]) == "default"
+    assert study_name({}, ["/x/config/studies/rank-allocation.yaml"]) == "rank-allocation"
+    assert study_name({"study_name": "mine"}, ["config/studies/lm.yaml"]) == "mine"
+    for bad in ("cache", "../up", "a b"):
+        with pytest.raises(ConfigError, match="^study_name: "):
+            study_name({"study_name": bad})
+
+
+def test_config_readme_lists_every_schema_key():
+    readme = (REPO / "config" / "README.md").read_text()
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    keys = set(schema["properties"]) | set(schema["$defs"]["training"]["properties"])
+    keys |= set(schema["$defs"]["task_entry"]["properties"])
+    missing = sorted(k for k in keys if f"`{k}`" not in readme and f".{k}`" not in readme)
+    assert not missing, f"config/README.md does not describe {missing}"

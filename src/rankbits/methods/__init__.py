@@ -17,6 +17,9 @@ class Method:
     label: str = ""  # how tables name it; defaults to ``name``
     # option name -> default; ``options()`` rejects anything else
     defaults: dict[str, Any] = {}
+    # option name -> JSON schema of its value (type, range, allowed values): checked for the
+    # whole study at start-up, so no job starts on an option a later job would reject
+    schema: dict[str, dict] = {}
     # ranks change during training (rank history and per-run rank heatmap are informative)
     rank_adaptive: bool = False
     # ranks differ between modules (the run gets a rank heatmap)
@@ -37,10 +40,29 @@ class Method:
         if unknown:
             valid = ", ".join(sorted(self.defaults)) or "none"
             raise ConfigError(f"{where}: unknown option(s) {unknown}; valid options: {valid}, training")
-        return {**self.defaults, **given}
+        return {**self.defaults, **{k: self.checked(k, v, where) for k, v in given.items()}}
+
+    def checked(self, key: str, value, where: str):
+        """``value`` read as its schema's type (``--config`` hands strings over), or a
+        ConfigError naming ``<where>.<key>`` and what is wrong."""
+        import jsonschema
+
+        from ..config import ConfigError, coerce
+
+        schema = self.schema.get(key)
+        if schema is None:
+            return value
+        value = coerce(value, schema, {})
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+        if error is not None:
+            raise ConfigError(f"{where}.{key}: {error.message}")
+        return value
 
     def prepare(self, budget: int, opts: dict, total_steps: int, where: str) -> dict:
-        """Options resolved for a run of ``total_steps`` (e.g. fractions turned into steps)."""
+        """Options resolved for a run of ``total_steps`` (e.g. fractions turned into steps); a
+        ConfigError for options that cannot work with this budget or run length. Called at
+        start-up for every run with the planned steps (``config.planned_steps``) and again by
+        the training job with the steps its data gives."""
         return dict(opts)
 
     def allocate(self, ctx) -> dict[str, int] | None:

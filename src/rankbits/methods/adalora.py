@@ -33,6 +33,16 @@ class AdaLoRA(Method):
         "orth_reg_weight": 0.5,
     }
 
+    schema = {
+        "init_r": {"type": ["integer", "null"], "minimum": 1},
+        "tinit": {"type": "number", "minimum": 0},
+        "tfinal": {"type": "number", "minimum": 0},
+        "deltaT": {"type": "number", "exclusiveMinimum": 0},
+        "beta1": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "beta2": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "orth_reg_weight": {"type": "number", "minimum": 0},
+    }
+
     def prepare(self, budget, opts, total_steps, where):
         from ..config import ConfigError
 

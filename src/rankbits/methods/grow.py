@@ -30,6 +30,18 @@ class Grow(LoRA):
         "new_rank_lr_mult": 1.0,  # learning-rate multiplier of the slices added by growth
     }
 
+    schema = {
+        "r_start": {"type": ["integer", "null"], "minimum": 1},
+        "delta_r": {"type": ["integer", "null"], "minimum": 1},
+        "r_max": {"type": ["integer", "null"], "minimum": 1},
+        "eval_every": {"type": "integer", "minimum": 1},
+        "patience": {"type": "integer", "minimum": 1},
+        "epsilon": {"type": "number", "minimum": 0},
+        "val_samples": {"type": "integer", "minimum": 1},
+        "freeze_and_thaw": {"type": "integer", "minimum": 0},
+        "new_rank_lr_mult": {"type": "number", "exclusiveMinimum": 0},
+    }
+
     def prepare(self, budget, opts, total_steps, where):
         from ..config import ConfigError
 

@@ -17,6 +17,8 @@ class Joint(Probe):
     own_bits = True
     defaults = {**Probe.defaults, "four_bit_share": 0.5}  # share of target layers put in 4-bit
 
+    schema = {**Probe.schema, "four_bit_share": {"type": "number", "minimum": 0, "maximum": 1}}
+
     def prepare(self, budget, opts, total_steps, where):
         from ..config import ConfigError
 

@@ -45,6 +45,8 @@ SHAPES = {
 class Pattern(AllocatedLoRA):
     defaults = {"min_ratio": 0.25}  # linear-decay / linear-grow: smallest rank / largest rank
 
+    schema = {"min_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}
+
     def __init__(self, shape: str):
         self.shape = shape
         self.name = f"pattern:{shape}"

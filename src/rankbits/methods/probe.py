@@ -23,6 +23,9 @@ class Probe(AllocatedLoRA):
     label = "probe allocation"
     defaults = {"steps": 0.1, "score": "sensitivity"}  # steps: fraction of the run (< 1) or steps
 
+    schema = {"steps": {"type": "number", "exclusiveMinimum": 0},
+              "score": {"enum": ["sensitivity", "delta_norm"]}}
+
     def prepare(self, budget, opts, total_steps, where):
         from ..config import ConfigError
 
