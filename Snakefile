@@ -34,12 +34,14 @@ onstart:
 
 onsuccess:
     # a run that diverged under --keep-going is recorded, not fatal; the study still says it failed
-    failed = "results/tables/failed_runs.csv"
+    failed = f"{OUT}/tables/failed_runs.csv"
     table = pd.read_csv(failed) if os.path.exists(failed) else None
     if table is not None and len(table):
         print(f"rankbits: some runs failed; see {failed} (or the report's Tables)", file=sys.stderr)
         print(table.to_string(index=False), file=sys.stderr)
         sys.exit(1)
+    if not workflow.dryrun and os.path.exists(f"{OUT}/tables/verdict.md"):
+        print(finished_message(STUDY, workflow.overwrite_configfiles), file=sys.stderr)
 
 
 rule all:

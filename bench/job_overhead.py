@@ -8,10 +8,10 @@ Start-up is measured as a training job pays it, two ways side by side (median of
     that imports only the job server's client and hands the MiniLM load to a warm server's fork
     (the server is started, and its own start-up paid, once before the timed calls).
 Neither includes Snakemake's own part (its script preamble), the same in both. Compute is each
-run's measured train and eval seconds from ``results/runs/**/metrics.json``; the printed ratios
+run's measured train and eval seconds from ``results/<study>/runs/**/metrics.json``; the printed ratios
 estimate (compute + jobs x start-up) / compute for that study on one core.
 
-    python bench/job_overhead.py [--quick] [--results results/runs]
+    python bench/job_overhead.py [--quick] [--results results/default/runs]
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one start-up measurement (CI smoke run)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--results", default="results/runs")
+    ap.add_argument("--results", default="results/default/runs")
     args = ap.parse_args()
     n = 1 if args.quick else args.repeats
     owner = subprocess.Popen(["sleep", "3600"])  # stands in for snakemake: the server's owner

@@ -1,93 +1,39 @@
-TABLES = [
-    "results/tables/verdict.csv",
-    "results/tables/summary.csv",
-    "results/tables/budget_table.csv",
-    "results/tables/memory.csv",
-    "results/tables/arms_table.csv",
-    "results/tables/lr_selection.csv",
-    "results/tables/comparisons.csv",
-    "results/tables/replication.csv",
-    "results/tables/failed_runs.csv",
-]
+# Every table is written as CSV (data), Markdown and, where it has a paper layout, LaTeX; the
+# report shows each one inline as HTML, grouped by what a reader looks for.
+TABLE_NAMES = ["verdict", "summary", "budget_table", "arms_table", "memory", "costs", "lr_selection",
+               "comparisons", "replication", "failed_runs"]
+LATEX = ["summary", "budget_table", "arms_table", "memory", "lr_selection", "comparisons", "replication"]
+TABLES = [f"{OUT}/tables/{name}.csv" for name in TABLE_NAMES]
 
 
 rule aggregate:
     input:
-        runs=run_dirs("results/runs"),
-        bases=sorted({f"results/base/{run.model}/{run.bits}" for run in RUNS}),
+        runs=run_dirs(f"{OUT}/runs"),
+        bases=sorted({base_dir(run.model, run.bits) for run in RUNS}),
         published=PUBLISHED,
     output:
-        verdict="results/tables/verdict.csv",
-        verdict_html=report(
-            "results/tables/verdict.html",
-            caption="../report/verdict.rst",
-            category="Answer",
-            labels={"table": "verdict: the best arm at each training memory"},
-        ),
-        summary=report(
-            "results/tables/summary.csv",
-            caption="../report/summary.rst",
-            category="Tables",
-            labels={"table": "summary (mean ± std over seeds)"},
-        ),
-        budget=report(
-            "results/tables/budget_table.csv",
-            caption="../report/budget_table.rst",
-            category="Tables",
-            labels={"table": "methods × budgets (S0 Table 1 layout)"},
-        ),
-        arms=report(
-            "results/tables/arms_table.csv",
-            caption="../report/arms_table.rst",
-            category="Tables",
-            labels={"table": "methods × bit-widths (S0 Table 3/4 layout)"},
-        ),
-        memory=report(
-            "results/tables/memory.csv",
-            caption="../report/memory.rst",
-            category="Tables",
-            labels={"table": "memory and parameters (S0 Table 2 layout)"},
-        ),
-        selection=report(
-            "results/tables/lr_selection.csv",
-            caption="../report/lr_selection.rst",
-            category="Tables",
-            labels={"table": "learning-rate selection and compute per run"},
-        ),
-        comparisons=report(
-            "results/tables/comparisons.csv",
-            caption="../report/comparisons.rst",
-            category="Statistics (comparisons)",
-            labels={"table": "each method vs LoRA: difference, CI, p"},
-        ),
-        replication=report(
-            "results/tables/replication.csv",
-            caption="../report/replication.rst",
-            category="Replication",
-            labels={"table": "published vs measured"},
-        ),
-        failed=report(
-            "results/tables/failed_runs.csv",
-            caption="../report/failed_runs.rst",
-            category="Tables",
-            labels={"table": "failed runs (recorded under --keep-going)"},
-        ),
-        extra=["results/tables/verdict.md"]
-        + multiext("results/tables/costs", ".csv", ".md")
-        + multiext("results/tables/summary", ".md", ".tex")
-        + multiext("results/tables/budget_table", ".md", ".tex")
-        + multiext("results/tables/memory", ".md", ".tex")
-        + multiext("results/tables/arms_table", ".md", ".tex")
-        + multiext("results/tables/lr_selection", ".md", ".tex")
-        + multiext("results/tables/comparisons", ".md", ".tex")
-        + multiext("results/tables/replication", ".md", ".tex")
-        + ["results/tables/runs.csv", "results/tables/failed_runs.md"],
+        verdict=f"{OUT}/tables/verdict.csv",
+        summary=f"{OUT}/tables/summary.csv",
+        verdict_html=report_table("verdict", "Answer", "verdict: the best arm at each training memory"),
+        summary_html=report_table("summary", "Tables", "summary: every arm, mean ± std and 95% CI over seeds"),
+        budget_html=report_table("budget_table", "Tables", "methods × budgets (S0 Table 1 layout)"),
+        arms_html=report_table("arms_table", "Tables", "methods × bit-widths (S0 Table 3/4 layout)"),
+        memory_html=report_table("memory", "Tables", "memory and parameters (S0 Table 2 layout)"),
+        costs_html=report_table("costs", "Tables", "costs: training memory, CPU time, step time"),
+        selection_html=report_table("lr_selection", "Training", "learning-rate selection per run"),
+        comparisons_html=report_table("comparisons", "Comparisons", "every axis: difference, CI, p (Holm)"),
+        replication_html=report_table("replication", "Replication", "published vs measured"),
+        failed_html=report_table("failed_runs", "Training", "failed runs (recorded under --keep-going)"),
+        extra=[f"{OUT}/tables/{name}.csv" for name in TABLE_NAMES if name not in ("verdict", "summary")]
+        + [f"{OUT}/tables/{name}.md" for name in TABLE_NAMES]
+        + [f"{OUT}/tables/{name}.tex" for name in LATEX]
+        + [f"{OUT}/tables/runs.csv"],
     params:
         methods=study_values(config, "methods"),
         budgets=study_values(config, "budgets"),
         bits=study_values(config, "bits"),
     log:
-        "logs/aggregate.log",
+        f"{LOGS}/aggregate.log",
     conda:
         ENV
     script:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from rankbits.config import (
     ConfigError,
@@ -14,6 +15,8 @@ from rankbits.config import (
     point_spec,
     run_spec,
     searching,
+    settings_key,
+    study_name,
     study_values,
     task_options,
     upstream_run,
@@ -23,7 +26,7 @@ from rankbits.bits import BITS
 from rankbits.methods import METHODS
 from rankbits.jobserver import OWNER as JOBSERVER_OWNER
 from rankbits.verdict import answer_rst
-from rankbits.workflow import KEEP_GOING
+from rankbits.workflow import KEEP_GOING, finished_message
 
 
 try:
@@ -31,11 +34,56 @@ try:
     RUNS = expand_runs(config)
     # runs the study's runs build on (adalora-transfer reads the matching adalora run), too
     SPECS = {r.path: run_spec(config, r) for run in RUNS for r in (run, upstream_run(run)) if r}
+    STUDY = study_name(config, workflow.overwrite_configfiles)
 except ConfigError as exc:
     sys.exit(f"rankbits: invalid configuration: {exc}")
 
-# the report's landing page opens on the study's answer (report/workflow.rst reads this key)
-config["report_answer"] = answer_rst()
+# A study's runs, tables, plots and report live under results/<study>/ (logs under
+# logs/<study>/); prepared data, tokenized inputs and prepared bases are caches under
+# results/cache/ that every study shares, each keyed by the settings that made it, so studies
+# side by side never prepare the same thing twice nor invalidate each other's.
+OUT = f"results/{STUDY}"
+LOGS = f"logs/{STUDY}"
+CACHE = "results/cache"
+TASKS_RUN = sorted({spec["run"]["task"] for spec in SPECS.values()} | {config["quantization"]["calibration_task"]} - {None})
+DATA_KEY = {task: settings_key(config["data_root"], task_options(config, task)) for task in TASKS_RUN}
+
+
+def calibration_task(model):
+    """The task whose training inputs calibrate ``model``'s quantized bases: the configured
+    calibration task, else the first task the study runs on the model."""
+    return config["quantization"]["calibration_task"] or next(run.task for run in RUNS if run.model == model)
+
+
+def tokenized(task, model, split):
+    return f"{CACHE}/tokenized/{task}/{DATA_KEY[task]}/{model}/{split}.parquet"
+
+
+def base_key(model, bits):
+    """A prepared base's settings: the model's options, the device and, for a quantized base,
+    its calibration inputs (a full-precision base is the same whatever the study calibrates on)."""
+    settings = [config["models"].get(model, {}), config["device"]]
+    if BITS.get(bits).quantized:
+        task = calibration_task(model)
+        settings += [task, DATA_KEY[task], config["quantization"]["calibration_samples"]]
+    return settings_key(*settings)
+
+
+def base_dir(model, bits):
+    return f"{CACHE}/base/{model}/{bits}/{base_key(model, bits)}"
+
+
+# the report's landing page opens on the study's answer and ends with the settings as text
+# (report/workflow.rst reads these keys; they are not settings: no run's spec holds them)
+config["report_study"] = {
+    "name": STUDY,
+    "out": OUT,
+    **{axis: ", ".join(str(v) for v in study_values(config, axis))
+       for axis in ("tasks", "models", "methods", "budgets", "bits", "seeds")},
+    "config": "\n".join(f"    {line}" for line in yaml.safe_dump(
+        {k: v for k, v in config.items() if not k.startswith("report_")}, sort_keys=False).splitlines()),
+}
+config["report_answer"] = answer_rst(f"{OUT}/tables/verdict.csv")
 
 RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
 # published numbers for the replication table; config key 'published' may point elsewhere
@@ -59,6 +107,8 @@ wildcard_constraints:
     lr=r"[0-9.e+-]+",
     round=r"\d+",
     split="[^/.]+",
+    dkey="[0-9a-f]{8}",
+    bkey="[0-9a-f]{8}",
 
 
 def spec_for(wildcards):
@@ -71,7 +121,7 @@ def point_spec_for(wildcards):
 
 
 def point_dirs(path, lrs):
-    return [f"results/adapters/{path}/lr{lr_tag(lr)}" for lr in lrs]
+    return [f"{OUT}/adapters/{path}/lr{lr_tag(lr)}" for lr in lrs]
 
 
 def run_wildcards(wildcards):
@@ -145,7 +195,7 @@ def upstream_input(wildcards):
     """The finished run this run's method builds on, if any (a DAG edge between runs; the
     upstream run's learning rate is chosen first, so it is read from results/runs)."""
     up = upstream_run(SPECS[RUN_PATTERN.format(**wildcards)]["run"])
-    return {"upstream": f"results/runs/{up.path}"} if up else {}
+    return {"upstream": f"{OUT}/runs/{up.path}"} if up else {}
 
 
 def run_dirs(root):
@@ -155,29 +205,32 @@ def run_dirs(root):
 def rank_heatmaps():
     """One heatmap per run whose ranks differ between modules or change while it trains."""
     return [
-        f"results/plots/rank_heatmaps/{run.path}.png"
+        f"{OUT}/plots/rank_heatmaps/{run.path}.png"
         for run in RUNS
         if METHODS.get(run.method).rank_map or METHODS.get(run.method).rank_adaptive
     ]
 
 
 def calibration_input(wildcards):
-    """Training inputs of the configured calibration task, else of the first task run on the model."""
-    task = config["quantization"]["calibration_task"] or next(
-        run.task for run in RUNS if run.model == wildcards.model
-    )
-    return f"results/tokenized/{task}/{wildcards.model}/train.parquet"
+    """Training inputs of the task that calibrates the model's quantized bases."""
+    return tokenized(calibration_task(wildcards.model), wildcards.model, "train")
 
 
 def quant_heatmaps():
     """One quantization-error heatmap per quantized (model, bits) base."""
     return sorted(
         {
-            f"results/plots/quant_diagnostics/{run.model}/{run.bits}.png"
+            f"{OUT}/plots/quant_diagnostics/{run.model}/{run.bits}.png"
             for run in RUNS
             if BITS.get(run.bits).quantized
         }
     )
+
+
+def report_table(name, category, label, subcategory=None):
+    """The HTML table ``name`` of the study as a report item (caption: report/<name>.rst)."""
+    return report(f"{OUT}/tables/{name}.html", caption=f"../report/{name}.rst", category=category,
+                  subcategory=subcategory, labels={"table": label})
 
 
 def final_outputs():

@@ -7,15 +7,15 @@ localrules:
 
 rule prepare_data:
     output:
-        train="data/{task}/train.parquet",
-        selection="data/{task}/selection.parquet",
-        dev="data/{task}/dev.parquet",
-        manifest="data/{task}/manifest.json",
+        train=f"{CACHE}/data/{{task}}/{{dkey}}/train.parquet",
+        selection=f"{CACHE}/data/{{task}}/{{dkey}}/selection.parquet",
+        dev=f"{CACHE}/data/{{task}}/{{dkey}}/dev.parquet",
+        manifest=f"{CACHE}/data/{{task}}/{{dkey}}/manifest.json",
     params:
         data_root=config["data_root"],
         options=lambda w: task_options(config, w.task),
     log:
-        "logs/prepare_data/{task}.log",
+        "logs/cache/prepare_data/{task}/{dkey}.log",
     conda:
         ENV
     script:
@@ -24,14 +24,14 @@ rule prepare_data:
 
 rule tokenize:
     input:
-        "data/{task}/{split}.parquet",
+        f"{CACHE}/data/{{task}}/{{dkey}}/{{split}}.parquet",
     output:
-        "results/tokenized/{task}/{model}/{split}.parquet",
+        f"{CACHE}/tokenized/{{task}}/{{dkey}}/{{model}}/{{split}}.parquet",
     params:
         options=lambda w: task_options(config, w.task),
         model_options=lambda w: config["models"].get(w.model, {}),
     log:
-        "logs/tokenize/{task}/{model}/{split}.log",
+        "logs/cache/tokenize/{task}/{dkey}/{model}/{split}.log",
     conda:
         ENV
     script:

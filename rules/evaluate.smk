@@ -2,10 +2,10 @@ rule evaluate:
     input:
         unpack(rate_choice),
         points=grid_points,
-        dev="results/tokenized/{task}/{model}/dev.parquet",
-        base="results/base/{model}/{bits}",
+        dev=lambda w: tokenized(w.task, w.model, "dev"),
+        base=lambda w: base_dir(w.model, w.bits),
     output:
-        directory(f"results/runs/{RUN_PATTERN}"),
+        directory(f"{OUT}/runs/{RUN_PATTERN}"),
     params:
         spec=spec_for,
     threads: 1
@@ -13,7 +13,7 @@ rule evaluate:
         mem_mb=4000,
         gpu=GPUS,
     log:
-        f"logs/evaluate/{RUN_PATTERN}.log",
+        f"{LOGS}/evaluate/{RUN_PATTERN}.log",
     conda:
         ENV
     script:

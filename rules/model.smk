@@ -2,7 +2,7 @@ rule prepare_base:
     input:
         calibration=calibration_input,
     output:
-        directory("results/base/{model}/{bits}"),
+        directory(f"{CACHE}/base/{{model}}/{{bits}}/{{bkey}}"),
     params:
         model_options=lambda w: config["models"].get(w.model, {}),
         device=config["device"],
@@ -10,7 +10,7 @@ rule prepare_base:
     resources:
         gpu=GPUS,
     log:
-        "logs/prepare_base/{model}/{bits}.log",
+        "logs/cache/prepare_base/{model}/{bits}/{bkey}.log",
     conda:
         ENV
     script:

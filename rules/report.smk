@@ -1,19 +1,19 @@
 FIGURES = [
-    "results/plots/rank_vs_step.png",
-    "results/plots/loss_curves.png",
-    "results/plots/metric_vs_params.png",
-    "results/plots/rank_maps.png",
-    "results/plots/lr_sensitivity.png",
-    "results/plots/pareto.png",
+    f"{OUT}/plots/rank_vs_step.png",
+    f"{OUT}/plots/loss_curves.png",
+    f"{OUT}/plots/metric_vs_params.png",
+    f"{OUT}/plots/rank_maps.png",
+    f"{OUT}/plots/lr_sensitivity.png",
+    f"{OUT}/plots/pareto.png",
 ]
 
 
 rule rank_heatmap:
     input:
-        f"results/runs/{RUN_PATTERN}",
+        f"{OUT}/runs/{RUN_PATTERN}",
     output:
         report(
-            f"results/plots/rank_heatmaps/{RUN_PATTERN}.png",
+            f"{OUT}/plots/rank_heatmaps/{RUN_PATTERN}.png",
             caption="../report/rank_heatmap.rst",
             category="Rank allocation",
             subcategory="{task}",
@@ -26,7 +26,7 @@ rule rank_heatmap:
             },
         ),
     log:
-        f"logs/rank_heatmap/{RUN_PATTERN}.log",
+        f"{LOGS}/rank_heatmap/{RUN_PATTERN}.log",
     conda:
         ENV
     script:
@@ -35,17 +35,17 @@ rule rank_heatmap:
 
 rule quant_diagnostics:
     input:
-        "results/base/{model}/{bits}",
+        lambda w: base_dir(w.model, w.bits),
     output:
         report(
-            "results/plots/quant_diagnostics/{model}/{bits}.png",
+            f"{OUT}/plots/quant_diagnostics/{{model}}/{{bits}}.png",
             caption="../report/quant_diagnostics.rst",
-            category="Rank allocation",
-            subcategory="quantization error",
+            category="Quantization",
+            subcategory="error per layer",
             labels={"model": "{model}", "bits": "{bits}"},
         ),
     log:
-        "logs/quant_diagnostics/{model}/{bits}.log",
+        f"{LOGS}/quant_diagnostics/{{model}}/{{bits}}.log",
     conda:
         ENV
     script:
@@ -54,50 +54,50 @@ rule quant_diagnostics:
 
 rule study_plots:
     input:
-        runs=run_dirs("results/runs"),
-        summary="results/tables/summary.csv",
-        verdict="results/tables/verdict.csv",
+        runs=run_dirs(f"{OUT}/runs"),
+        summary=f"{OUT}/tables/summary.csv",
+        verdict=f"{OUT}/tables/verdict.csv",
     output:
         rank_vs_step=report(
-            "results/plots/rank_vs_step.png",
+            f"{OUT}/plots/rank_vs_step.png",
             caption="../report/rank_vs_step.rst",
             category="Rank allocation",
             subcategory="schedule",
             labels={"figure": "total rank vs step"},
         ),
         loss=report(
-            "results/plots/loss_curves.png",
+            f"{OUT}/plots/loss_curves.png",
             caption="../report/loss_curves.rst",
             category="Training",
             labels={"figure": "loss curves"},
         ),
         metric_vs_params=report(
-            "results/plots/metric_vs_params.png",
+            f"{OUT}/plots/metric_vs_params.png",
             caption="../report/metric_vs_params.rst",
-            category="Tables",
-            labels={"table": "metric vs trainable parameters (figure)"},
+            category="Answer",
+            labels={"figure": "metric vs trainable parameters"},
         ),
         rank_maps=report(
-            "results/plots/rank_maps.png",
+            f"{OUT}/plots/rank_maps.png",
             caption="../report/rank_maps.rst",
             category="Rank allocation",
             subcategory="all arms",
             labels={"figure": "final rank maps of every arm"},
         ),
         lr_sensitivity=report(
-            "results/plots/lr_sensitivity.png",
+            f"{OUT}/plots/lr_sensitivity.png",
             caption="../report/lr_sensitivity.rst",
             category="Training",
             labels={"figure": "learning-rate sensitivity (selection split)"},
         ),
         pareto=report(
-            "results/plots/pareto.png",
+            f"{OUT}/plots/pareto.png",
             caption="../report/pareto.rst",
             category="Answer",
             labels={"figure": "Pareto: metric vs memory and parameters"},
         ),
     log:
-        "logs/study_plots.log",
+        f"{LOGS}/study_plots.log",
     conda:
         ENV
     script:

@@ -8,11 +8,11 @@ checkpoint select_lr:
     input:
         points=select_points,
     output:
-        f"results/selection/{RUN_PATTERN}/round{{round}}.json",
+        f"{OUT}/selection/{RUN_PATTERN}/round{{round}}.json",
     params:
         spec=spec_for,
     log:
-        f"logs/select_lr/{RUN_PATTERN}/round{{round}}.log",
+        f"{LOGS}/select_lr/{RUN_PATTERN}/round{{round}}.log",
     conda:
         ENV
     script:

@@ -1,21 +1,21 @@
 rule train:
     input:
         unpack(upstream_input),
-        train="results/tokenized/{task}/{model}/train.parquet",
-        selection="results/tokenized/{task}/{model}/selection.parquet",
-        base="results/base/{model}/{bits}",
+        train=lambda w: tokenized(w.task, w.model, "train"),
+        selection=lambda w: tokenized(w.task, w.model, "selection"),
+        base=lambda w: base_dir(w.model, w.bits),
     output:
-        directory(f"results/adapters/{RUN_PATTERN}/lr{{lr}}"),
+        directory(f"{OUT}/adapters/{RUN_PATTERN}/lr{{lr}}"),
     params:
         spec=point_spec_for,
         # outside the output, so it survives the clean-up of a killed job; removed when done
-        checkpoint=f"results/checkpoints/{RUN_PATTERN}/lr{{lr}}",
+        checkpoint=f"{OUT}/checkpoints/{RUN_PATTERN}/lr{{lr}}",
     threads: 1
     resources:
         mem_mb=4000,
         gpu=GPUS,
     log:
-        f"logs/train/{RUN_PATTERN}/lr{{lr}}.log",
+        f"{LOGS}/train/{RUN_PATTERN}/lr{{lr}}.log",
     conda:
         ENV
     script:

@@ -41,7 +41,7 @@ def test_a_diverging_run_fails_naming_its_step(tmp_path):
     assert proc.returncode != 0
     assert re.search(r"sst2/minilm/lora/2/32/seed0: non-finite loss \(\S+\) at optimizer step \d+",
                      proc.stderr)
-    assert not (tmp_path / "results" / "tables").exists()
+    assert not (tmp_path / "results" / "default" / "tables").exists()
 
 
 @pytest.mark.slow
@@ -50,14 +50,14 @@ def test_keep_going_finishes_the_study_and_lists_the_failed_run(tmp_path):
     cfg = diverging_config()
     proc = snakemake(tmp_path, "--keep-going", config=cfg, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]  # the study still says it failed
-    assert "rankbits: some runs failed; see results/tables/failed_runs.csv" in proc.stderr
-    tables = tmp_path / "results" / "tables"
+    assert "rankbits: some runs failed; see results/default/tables/failed_runs.csv" in proc.stderr
+    tables = tmp_path / "results" / "default" / "tables"
     failed = pd.read_csv(tables / "failed_runs.csv")
     assert list(failed["method"]) == ["lora"] and failed["step"].iloc[0] >= 1
     assert "non-finite loss" in failed["error"].iloc[0] and failed["run_status"].iloc[0] == "failed"
     summary = pd.read_csv(tables / "summary.csv")
     assert list(summary["method"]) == ["adalora"]  # the failed run is in no other table
-    m = json.loads((tmp_path / "results/runs/sst2/minilm/lora/2/32/seed0/metrics.json").read_text())
+    m = json.loads((tmp_path / "results/default/runs/sst2/minilm/lora/2/32/seed0/metrics.json").read_text())
     assert m["run_info"]["status"] == "failed" and m["failure"][0]["step"] == failed["step"].iloc[0]
     snakemake(tmp_path, "--report", "report.html", config=cfg)
     assert "failed_runs.csv" in (tmp_path / "report.html").read_text()

@@ -69,9 +69,9 @@ def test_study_through_slurm_matches_a_local_run(cluster, tmp_path):
     assert {"prepare_base", "train", "evaluate", "aggregate"} <= submitted, proc.stderr[-3000:]
     assert not submitted & {"prepare_data", "tokenize"}
 
-    run = "results/runs/sst2/minilm/lora/2/32/seed0/metrics.json"
+    run = "results/default/runs/sst2/minilm/lora/2/32/seed0/metrics.json"
     a, b = (json.loads((d / run).read_text()) for d in (local, remote))
     assert without_volatile(a) == without_volatile(b)
-    tables = [pd.read_csv(d / "results/tables/summary.csv") for d in (local, remote)]
+    tables = [pd.read_csv(d / "results/default/tables/summary.csv") for d in (local, remote)]
     same = [c for c in tables[0].columns if "seconds" not in c and "rss" not in c]  # clocks differ
     assert tables[0][same].equals(tables[1][same])

@@ -75,8 +75,8 @@ def test_malformed_data_fails_naming_file_and_line_and_leaves_no_outputs(tmp_pat
     proc = snakemake(tmp_path, config=tiny_config(str(tmp_path / "data_root")), check=False)
     assert proc.returncode != 0
     assert re.search(r"train\.tsv:3: expected 2 tab-separated fields", proc.stderr + proc.stdout)
-    assert not (tmp_path / "data" / "sst2" / "train.parquet").exists()
-    assert not (tmp_path / "results" / "runs").exists()
+    assert not list(tmp_path.rglob("train.parquet"))
+    assert not (tmp_path / "results" / "default" / "runs").exists()
 
 
 @pytest.mark.slow
@@ -84,7 +84,7 @@ def test_malformed_data_fails_naming_file_and_line_and_leaves_no_outputs(tmp_pat
 def test_tiny_study_end_to_end(tmp_path):
     cfg = tiny_config()
     snakemake(tmp_path, config=cfg)
-    runs = tmp_path / "results" / "runs" / "sst2" / "minilm"
+    runs = tmp_path / "results" / "default" / "runs" / "sst2" / "minilm"
     for method in ("lora", "adalora"):
         d = runs / method / "2" / "32" / "seed0"
         assert sorted(p.name for p in d.iterdir() if p.name != ".snakemake_timestamp") == [
@@ -109,7 +109,7 @@ def test_tiny_study_end_to_end(tmp_path):
     totals = hist.groupby("step")["rank"].sum()
     assert totals.iloc[0] == 3 * 36 and totals.iloc[-1] == 2 * 36 and totals.is_monotonic_decreasing
 
-    tables = tmp_path / "results" / "tables"
+    tables = tmp_path / "results" / "default" / "tables"
     summary = pd.read_csv(tables / "summary.csv")
     assert sorted(zip(summary["method"], summary["budget"])) == [("adalora", 2), ("lora", 2)]
     assert (summary["n"] == 1).all()
@@ -123,6 +123,15 @@ def test_tiny_study_end_to_end(tmp_path):
     assert html.count("iVBORw0KGgo") >= 4  # heatmap + three study figures, embedded as PNG
     # the landing page opens on the answer: the verdict at each memory level on the frontier
     assert "the-answer" in html and "of training memory: use" in html
+    # every table is in the report as an HTML table, numbers formatted
+    import base64
+
+    tables = {name: base64.b64decode(data).decode() for name, data in
+              re.findall(r"filename=(\w+)\.html;base64,([A-Za-z0-9+/=]+)", html)}
+    assert {"verdict", "summary", "budget_table", "arms_table", "memory", "costs", "lr_selection",
+            "comparisons", "replication", "failed_runs"} <= set(tables)
+    assert all("<table" in t for t in tables.values())
+    assert re.search(r"<td>0\.\d{4} ± 0\.\d{4}</td>", tables["budget_table"])
 
     # a finished study is up to date; a changed AdaLoRA option reruns AdaLoRA only
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
@@ -130,7 +139,7 @@ def test_tiny_study_end_to_end(tmp_path):
     dry = snakemake(tmp_path, "-n", config=cfg).stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.M))
     assert counts["train"] == "1" and counts["evaluate"] == "1"
-    assert re.findall(r"output: results/adapters/(\S+)", dry) == ["sst2/minilm/adalora/2/32/seed0/lr0.016"]
+    assert re.findall(r"output: results/default/adapters/(\S+)", dry) == ["sst2/minilm/adalora/2/32/seed0/lr0.016"]
 
 
 @pytest.mark.slow
@@ -146,7 +155,7 @@ def test_allocation_arms_through_the_workflow(tmp_path):
     cfg["training"] = {"lr_grid": [5e-4, 2e-3], "lr_search": "off"}
     cfg["methods"]["adalora"]["training"] = {"lr_grid": [5e-4, 2e-3]}
     snakemake(tmp_path, config=cfg)
-    res = tmp_path / "results"
+    res = tmp_path / "results" / "default"
     for lr in ("0.0005", "0.002"):
         assert (res / f"adapters/sst2/minilm/adalora/4/32/seed0/lr{lr}/rank_pattern.json").is_file()
     assert (res / "runs/sst2/minilm/adalora/4/32/seed0/rank_pattern.json").is_file()  # what transfer read
@@ -162,6 +171,27 @@ def test_allocation_arms_through_the_workflow(tmp_path):
     assert (res / "plots/rank_maps.png").stat().st_size > 10_000
 
 
+def dry_outputs(*args: str) -> set[str]:
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "-n", "--forceall", "--cores", "2", *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {o for line in re.findall(r"output: (.+)", proc.stdout) for o in line.split(", ")}
+
+
+def test_studies_live_side_by_side_and_share_their_caches():
+    """The default study and rank-allocation.yaml: runs, tables and plots each under
+    results/<study>/, the fp32 MiniLM base shared; SST-2 is prepared per its own settings (the
+    two studies subsample it differently), so neither invalidates the other's."""
+    default = dry_outputs()
+    alloc = dry_outputs("--configfile", str(REPO / "config" / "studies" / "rank-allocation.yaml"))
+    for outs, study in ((default, "default"), (alloc, "rank-allocation")):
+        assert all(o.startswith((f"results/{study}/", "results/cache/")) for o in outs)
+    bases = lambda outs: {o for o in outs if o.startswith("results/cache/base/minilm/32/")}  # noqa: E731
+    assert len(bases(default)) == 1 and bases(default) == bases(alloc)
+    sst2 = lambda outs: {o for o in outs if o.startswith("results/cache/data/sst2/")}  # noqa: E731
+    assert sst2(default) and not sst2(default) & sst2(alloc)
+
+
 def test_seed_studies_dag_builds_offline():
     # from the repository, as a user runs it: Snakemake merges the file over config/config.yaml
     proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "-n", "--forceall", "--cores", "2", "--configfile",
@@ -173,7 +203,7 @@ def test_seed_studies_dag_builds_offline():
     assert counts.get("train") == "60" and counts.get("evaluate") == "60", proc.stdout[-2000:]
     for run in ("mnli/deberta-v3-base/adalora/8/4", "cnn_dailymail/t5-small/lora/2/32",
                 "wikitext2/gpt2/adalora/4/mixed:attn8-ffn4", "alpaca/dialogpt-medium/pattern:empirical/16/32"):
-        assert f"results/runs/{run}/seed0" in proc.stdout
+        assert f"results/seeds/runs/{run}/seed0" in proc.stdout
 
 
 @needs_shared_data("wikitext2")
@@ -200,17 +230,17 @@ def test_language_modelling_and_summarization_through_the_workflow(tmp_path):
         "quantization": {"calibration_samples": 4},
     }
     snakemake(tmp_path, config=cfg)
-    summary = pd.read_csv(tmp_path / "results/tables/summary.csv").set_index(["task", "method"])
+    summary = pd.read_csv(tmp_path / "results/default/tables/summary.csv").set_index(["task", "method"])
     assert summary.loc[("wikitext2", "lora"), "primary_metric"] == "perplexity"
     assert summary.loc[("cnn_dailymail", "adalora"), "primary_metric"] == "rougeL"
     assert summary["primary_value_mean"].notna().all()
-    comp = pd.read_csv(tmp_path / "results/tables/comparisons.csv")
+    comp = pd.read_csv(tmp_path / "results/default/tables/comparisons.csv")
     assert comp.loc[0, "metric"] == "perplexity" and comp.loc[0, "test"].startswith("evaluation noise only (1 seed)")
-    m = json.loads((tmp_path / "results/runs/cnn_dailymail/t5-small/adalora/2/4/seed0/metrics.json").read_text())
+    m = json.loads((tmp_path / "results/default/runs/cnn_dailymail/t5-small/adalora/2/4/seed0/metrics.json").read_text())
     assert m["meta_info"]["base_model"]["quantized"] and m["eval_info"]["problem_type"] == "seq2seq"
     for png in ("rank_heatmaps/cnn_dailymail/t5-small/adalora/2/4/seed0.png", "quant_diagnostics/t5-small/4.png",
                 "rank_maps.png", "pareto.png"):
-        assert (tmp_path / "results/plots" / png).stat().st_size > 0
+        assert (tmp_path / "results/default/plots" / png).stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -224,7 +254,7 @@ def test_learning_rate_search_extends_the_grid_and_later_seeds_reuse_the_choice(
     cfg["tasks"]["sst2"].update(max_train_samples=320, max_eval_samples=100, selection_samples=100)
     cfg["training"] = {"lr_grid": [1e-6, 3e-6], "lr_max_extensions": 2, "max_steps": 20}
     snakemake(tmp_path, config=cfg)
-    res = tmp_path / "results"
+    res = tmp_path / "results" / "default"
     seed0 = sorted(p.name for p in (res / "adapters/sst2/minilm/lora/2/32/seed0").iterdir() if p.name.startswith("lr"))
     assert seed0 == ["lr1e-06", "lr2.7e-05", "lr3e-06", "lr9e-06"]
     rounds = [json.loads((res / f"selection/sst2/minilm/lora/2/32/seed0/round{k}.json").read_text()) for k in range(3)]

@@ -1,6 +1,7 @@
-"""``rankbits``: questions a user asks of a finished study. Reads ``results/`` only; never trains.
+"""``rankbits``: questions a user asks of a finished study. Reads ``results/<study>/`` only;
+never trains.
 
-    rankbits recommend --results results --memory-mb 200 [--task sst2] [--model minilm]
+    rankbits recommend --results results/default --memory-mb 200 [--task sst2] [--model minilm]
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 
 def run_dirs(results: Path) -> list[str]:
-    """Every finished run under ``results`` (``results/runs/**/metrics.json``)."""
+    """Every finished run of a study (``results/<study>/runs/**/metrics.json``)."""
     root = results / "runs" if (results / "runs").is_dir() else results
     return sorted(str(p.parent) for p in root.rglob("metrics.json"))
 
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                          description="The best arm whose training memory (weights at their "
                                      "bit-width, trainable weights, gradients, AdamW state and "
                                      "activations) fits the budget, its interval over seeds, the "
-                                     "runner-up and whether they differ. Reads results/ only.")
-    rec.add_argument("--results", default="results", help="the study's results folder (default: results)")
+                                     "runner-up and whether they differ. Reads results/<study>/ only.")
+    rec.add_argument("--results", default="results/default",
+                     help="the study's folder (default: results/default, the default study)")
     rec.add_argument("--memory-mb", type=float, required=True, help="training-memory budget in MiB")
     rec.add_argument("--task", help="only this task")
     rec.add_argument("--model", help="only this model")

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class Run:
 
     @property
     def path(self) -> str:
-        """Relative path of this run under ``results/runs`` (and ``results/adapters``)."""
+        """Relative path of this run under ``results/<study>/runs`` (and ``.../adapters``)."""
         return f"{self.task}/{self.model}/{self.method}/{self.budget}/{self.bits}/seed{self.seed}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,8 +84,6 @@ def coerce(value, schema: dict, defs: dict):
                                  for name, extra in {**{n: {} for n in base.get("properties", {})},
                                                      **schema.get("properties", {})}.items()}}
     if isinstance(value, str):
-        import re
-
         branches = schema.get("oneOf") or schema.get("anyOf") or [schema]
         types = [t for b in branches for t in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", []))]
         as_string = any("string" in ([b.get("type")] if isinstance(b.get("type"), str) else b.get("type", []))
@@ -213,8 +212,33 @@ def resolve_training(cfg: dict, task: str, method: str, model: str | None = None
     return hp
 
 
+# the run length assumed at start-up when nothing bounds it (no max_steps, no max_train_samples):
+# options given as fractions of the run are still checked against each other, step counts pass
+NOMINAL_STEPS = 1_000_000
+
+
+def planned_steps(spec: dict) -> int:
+    """The optimizer steps a run is configured for, known before its data is prepared: max_steps,
+    else max_train_samples' batches x epochs (an upper bound: the data may hold fewer rows)."""
+    hp, task = spec["training"], spec["task_options"]
+    if hp.get("max_steps"):
+        return int(hp["max_steps"])
+    if task.get("max_train_samples"):
+        return -(-int(task["max_train_samples"]) // int(hp["batch_size"])) * max(1, int(hp["epochs"]))
+    return NOMINAL_STEPS
+
+
 def run_spec(cfg: dict, run: Run) -> dict:
-    """Everything that determines a run's result, resolved; it is the train rule's params."""
+    """Everything that determines a run's result, resolved; it is the train rule's params. The
+    method's options are checked against the run's budget and planned length here, at start-up
+    (the training job checks them again against the steps its data gives)."""
+    spec = _run_spec(cfg, run)
+    METHODS.get(run.method).prepare(run.budget, spec["method_options"], planned_steps(spec),
+                                    f"methods.{run.method}")
+    return spec
+
+
+def _run_spec(cfg: dict, run: Run) -> dict:
     method = METHODS.get(run.method)
     return {
         "run": run.as_dict(),
@@ -246,6 +270,32 @@ def one_run_spec(run: Run, schema: str | Path, training: dict | None = None,
         "training": training or {}, "methods": methods or {}, **top,
     }, schema)
     return run_spec(cfg, run)
+
+
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def study_name(cfg: dict, configfiles=()) -> str:
+    """The study's name, the folder its runs, tables, plots and report live in
+    (``results/<name>/``): ``study_name`` if set, else the name of the last ``--configfile``
+    (``config/studies/rank-allocation.yaml`` -> ``rank-allocation``); a file called
+    ``config.yaml``, or none, names the default study ``default``."""
+    name = cfg.get("study_name")
+    if not name:
+        stems = [Path(f).stem for f in configfiles]
+        name = stems[-1] if stems and stems[-1] != "config" else "default"
+    if not STUDY_NAME.match(str(name)) or name == "cache":
+        raise ConfigError(f"study_name: {name!r} is not a folder name a study can have (letters, digits, "
+                          f"'_', '.', '-'; not 'cache', the shared caches' folder)")
+    return str(name)
+
+
+def settings_key(*settings) -> str:
+    """Eight hex digits naming a cache entry (prepared data, tokenized inputs, a prepared base)
+    by the settings that made it: two studies with the same settings share it, two with
+    different ones each keep their own."""
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
 def task_options(cfg: dict, task: str) -> dict:

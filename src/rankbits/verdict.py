@@ -171,7 +171,7 @@ def interval(arm: pd.Series) -> str:
     return f"{arm['mean']:.4f} [{arm['ci_low']:.4f}, {arm['ci_high']:.4f}] over {arm['seeds']} seeds"
 
 
-def answer_rst(path: str = "results/tables/verdict.csv") -> str:
+def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
     """The verdict for the report's landing page (``report/workflow.rst``), as an RST list: one
     line per memory level on the frontier, the arm to use there, its interval and the arms tied
     with it; a line saying there is none yet when the study has not made one."""
