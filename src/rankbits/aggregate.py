@@ -365,9 +365,19 @@ def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict])
 HTML_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
 body {{ font-family: sans-serif; font-size: 13px; margin: 1em; }}
 table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
+td {{ white-space: nowrap; }} td.long {{ white-space: normal; min-width: 22em; }}
 th {{ background: #f0f0f0; }} tr:nth-child(even) td {{ background: #fafafa; }}
 </style></head><body><h3>{title}</h3>{table}</body></html>
 """
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """``df`` as an HTML table: numbers as the display tables format them, a cell on one line
+    unless its text is long (lists of arms, setup notes), which wraps."""
+    import re
+
+    html = df.to_html(index=False, border=0, na_rep="—")
+    return re.sub(r"<td>([^<]{48,})</td>", r'<td class="long">\1</td>', html)
 
 
 def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex")) -> None:
@@ -376,7 +386,7 @@ def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex")) -> No
         "md": lambda p: Path(p).write_text(df.to_markdown(index=False) + "\n"),
         "tex": lambda p: Path(p).write_text(df.to_latex(index=False, escape=True)),
         "html": lambda p: Path(p).write_text(HTML_PAGE.format(
-            title=Path(stem).name.replace("_", " "), table=df.to_html(index=False, border=0, na_rep="—"))),
+            title=Path(stem).name.replace("_", " "), table=html_table(df))),
     }
     for f in formats:
         with atomic_file(f"{stem}.{f}") as tmp:

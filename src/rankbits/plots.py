@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .bits import BITS  # noqa: E402
 from .io import atomic_file, read_json  # noqa: E402
 from .methods import METHODS  # noqa: E402
 from .models import KINDS, MODELS  # noqa: E402
@@ -58,23 +59,29 @@ def quant_heatmap(base_dir: str, model: str, out: str) -> None:
     mixes a third panel shows the bit map."""
     diag = pd.read_csv(Path(base_dir) / "quant_diagnostics.csv")
     fp = read_json(Path(base_dir) / "footprint.json")
-    panels = [("relative weight error ‖Ŵ−W‖/‖W‖", dict(zip(diag["module"], diag["rel_weight_error"])), "magma", "{:.3f}"),
+    # error panels start at 0: a few percent between layers reads as the few percent it is, not
+    # as the full colour range
+    panels = [("relative weight error ‖Ŵ−W‖/‖W‖", dict(zip(diag["module"], diag["rel_weight_error"])), "Blues", "{:.3f}", 0),
               ("1 − output cosine (calibration batch)", dict(zip(diag["module"], 1 - diag["output_cosine"])),
-               "magma", "{:.3f}")]
+               "Blues", "{:.3f}", 0)]
     if fp.get("bit_map"):
-        panels.append(("bits per weight", fp["bit_map"], "viridis", "{:.0f}"))
+        panels.append(("bits per weight", fp["bit_map"], "viridis", "{:.0f}", None))
     stacks = heatmap_panels(panels[0][1], model)
     fig, axes = plt.subplots(len(stacks), len(panels), squeeze=False,
                              figsize=(5.5 * len(panels), 4.2 * len(stacks)))
-    for j, (title, values, cmap, fmt) in enumerate(panels):
+    for j, (title, values, cmap, fmt, vmin) in enumerate(panels):
         for i, (stack, layers, kinds, mat) in enumerate(heatmap_panels(values, model)):
             ax = axes[i][j]
-            im = draw_heatmap(ax, mat, layers, kinds, cmap=cmap, fmt=fmt, color=lambda v: "cyan")
+            lo, hi = (np.nanmin(mat) if vmin is None else vmin), np.nanmax(mat)
+            # dark text on the light half of the scale, white on the dark half
+            dark = (lambda v: v > (lo + hi) / 2) if cmap == "Blues" else (lambda v: v < (lo + hi) / 2)
+            im = draw_heatmap(ax, mat, layers, kinds, cmap=cmap, vmin=lo, vmax=hi, fmt=fmt,
+                              color=lambda v, dark=dark: "white" if dark(v) else "black")
             ax.set_xlabel("module")
             ax.set_ylabel(f"{stack} layer" if stack else "layer")
             ax.set_title(title, fontsize=9)
             fig.colorbar(im, ax=ax)
-    fig.suptitle(f"{model} @ {fp['bits']} ({fp.get('weight_dtype')}): "
+    fig.suptitle(f"{model} @ {bits_label(fp['bits'])} (weights {fp.get('weight_dtype')}): "
                  f"{fp['quantized_linear_bytes_per_param']:.3f} B per quantized parameter", fontsize=10)
     save(fig, out)
 
@@ -136,7 +143,8 @@ def rank_heatmap(run_dir: str, out: str) -> None:
         im = _draw_ranks(ax, mat, layers, kinds, vmax)
         ax.set_xlabel("module")
         ax.set_ylabel(f"{stack} layer" if stack else "layer")
-    fig.suptitle(f"{ri['run_path']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
+    fig.suptitle(f"{ri['task']} / {ri['model']} / {ri['method']}, budget {ri['budget']}, {bits_label(ri['bits'])}, "
+                 f"seed {ri['seed']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
                  f"{ti['effective_adapter_params']:,} adapter params", fontsize=9, y=1.0 + 0.6 / fig.get_figheight())
     fig.colorbar(im, ax=axes[0].tolist(), label="rank")
     save(fig, out)
@@ -170,9 +178,16 @@ def rank_maps(run_dirs: list[str], out: str) -> None:
                 continue
             layers, kinds, mat = mats[method]
             im = _draw_ranks(ax, mat, layers, kinds, vmax, annotate=len(methods) <= 6)
-            ax.set_title(f"{method}\n{row[0]} b={row[2]} {row[3]}", fontsize=7)
+            ax.set_title(f"{method}\n{row[0]}, budget {row[2]}, {bits_label(row[3])}", fontsize=7)
+            if j == 0:
+                ax.set_ylabel("layer", fontsize=7)
         fig.colorbar(im, ax=axes[i].tolist(), label="rank", shrink=0.8)
     save(fig, out)
+
+
+def bits_label(bits: str) -> str:
+    """How figures name a bit-width: 'fp32', 'NF4+DQ', 'int8', ... (the registry's label)."""
+    return BITS.get(str(bits)).label or f"{bits}-bit"
 
 
 def _facets(n: int, width: float = 5.0, height: float = 3.6):
@@ -224,6 +239,8 @@ def loss_curves(run_dirs: list[str], out: str, window: int = 25) -> None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"task loss (rolling mean, {window} steps)")
         ax.legend(fontsize=7)
+    fig.text(0.01, -0.02, "Runs with the same seed see the same batches in the same order (a paired design), "
+             "so a hard batch shows as a bump in every arm's curve at the same step.", fontsize=7)
     save(fig, out)
 
 

@@ -6,6 +6,7 @@ from rankbits.replication import load_published, replication_table
 from rankbits.verdict import display_verdict, verdict
 from rankbits.workflow import logged
 
+HTML = ("csv", "md", "html")
 with logged(snakemake):
     out = Path(snakemake.output.summary).parent
     runs = agg.load_runs(snakemake.input.runs)
@@ -13,21 +14,21 @@ with logged(snakemake):
     footprints = {(f["model"], str(f["bits"])): f
                   for f in (read_json(f"{d}/footprint.json") for d in snakemake.input.bases)}
     runs.to_csv(out / "runs.csv", index=False)
-    agg.write_table(agg.display_summary(summary), str(out / "summary"), ("md", "tex"))
+    agg.write_table(agg.display_summary(summary), str(out / "summary"), ("md", "tex", "html"))
     summary.to_csv(snakemake.output.summary, index=False)
     budget = agg.budget_table(summary, snakemake.params.methods, snakemake.params.budgets)
-    agg.write_table(budget, str(out / "budget_table"))
+    agg.write_table(budget, str(out / "budget_table"), (*HTML, "tex"))
     arms = agg.arms_table(summary, snakemake.params.methods, snakemake.params.bits)
-    agg.write_table(arms, str(out / "arms_table"))
-    agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"))
-    agg.write_table(agg.cost_table(summary), str(out / "costs"), ("csv", "md"))
+    agg.write_table(arms, str(out / "arms_table"), (*HTML, "tex"))
+    agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"), (*HTML, "tex"))
+    agg.write_table(agg.cost_table(summary), str(out / "costs"), HTML)
     v = verdict(runs)
     v.to_csv(snakemake.output.verdict, index=False)
     agg.write_table(display_verdict(v), str(out / "verdict"), ("md", "html"))
-    agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"))
+    agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"), (*HTML, "tex"))
     comp = agg.comparisons(runs)
     agg.write_table(comp, str(out / "comparisons"), ("csv",))
-    agg.write_table(agg.display_comparisons(comp), str(out / "comparisons"), ("md", "tex"))
+    agg.write_table(agg.display_comparisons(comp), str(out / "comparisons"), ("md", "tex", "html"))
     published = load_published(snakemake.input.published)
-    agg.write_table(replication_table(summary, published), str(out / "replication"))
-    agg.write_table(agg.failed_runs(snakemake.input.runs), str(out / "failed_runs"), ("csv", "md"))
+    agg.write_table(replication_table(summary, published), str(out / "replication"), (*HTML, "tex"))
+    agg.write_table(agg.failed_runs(snakemake.input.runs), str(out / "failed_runs"), HTML)
