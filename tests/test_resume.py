@@ -112,3 +112,16 @@ def test_a_checkpoint_of_another_configuration_is_ignored(sst2_tokens, tmp_path)
                      checkpoint_dir=str(ckpt), checkpoint_every=2)
     assert info["timing"]["resumed_at_step"] is None and info["steps"] == 6
     assert not ckpt.exists()
+
+
+def test_a_finished_run_leaves_no_empty_checkpoint_folders(tmp_path):
+    from rankbits.checkpoint import Checkpointer
+
+    root = tmp_path / "results" / "default" / "checkpoints"
+    a, b = (Checkpointer(str(root / "sst2/minilm/lora/2/32/seed0" / lr), "h", 1) for lr in ("lr0.001", "lr0.002"))
+    for c in (a, b):
+        c.save({"step": 1})
+    a.remove()
+    assert not (root / "sst2/minilm/lora/2/32/seed0/lr0.001").exists() and b.path.exists()
+    b.remove()
+    assert not root.exists() and (tmp_path / "results" / "default").is_dir()

@@ -81,16 +81,32 @@ class Checkpointer:
                                           or (self.every > 0 and step % self.every == 0))
 
     def save(self, state: dict) -> None:
-        with atomic_file(self.path) as tmp:
-            torch.save({**state, "config_hash": self.config_hash, "rng": rng_state()}, tmp)
+        for attempt in (1, 2):  # a run finishing beside this one may remove an emptied parent
+            try:
+                with atomic_file(self.path) as tmp:
+                    torch.save({**state, "config_hash": self.config_hash, "rng": rng_state()}, tmp)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         if self.signum is not None:
             stop = Stopped(self.signum, state["step"])
             log.warning("%s", stop)
             raise stop
 
     def remove(self) -> None:
-        if self.path is not None:
-            shutil.rmtree(self.path.parent, ignore_errors=True)
+        """Remove the checkpoint, then every folder above it that is left empty, up to and
+        including the study's ``checkpoints`` folder (a finished study leaves no empty tree)."""
+        if self.path is None:
+            return
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+        for parent in self.path.parent.parents:
+            try:
+                parent.rmdir()  # only when empty: another run's checkpoint keeps it
+            except OSError:
+                break
+            if parent.name == "checkpoints":
+                break
 
     def _on_signal(self, signum, frame):
         log.warning("received %s: saving a checkpoint after this step", signal.Signals(signum).name)

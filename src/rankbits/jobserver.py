@@ -43,6 +43,8 @@ import time
 import traceback
 from pathlib import Path
 
+from .workflow import CONSOLE_FD
+
 OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
 FORK = "RANKBITS_JOBSERVER_FORK"  # set in each fork (runtime.peak_memory says what its RSS counts)
 PRELOAD = ("torch", "pandas", "transformers", "transformers.modeling_utils", "peft", "bitsandbytes",
@@ -261,6 +263,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     log = request["log"]
     if log:  # at the descriptor level: handlers the server's imports made (transformers' logger)
         # hold the server's sys.stderr, which a Python-level redirect would miss
+        os.environ[CONSOLE_FD] = str(os.dup(2))  # the client's terminal, for start/result lines
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)

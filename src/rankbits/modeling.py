@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,6 +12,11 @@ import torch
 from .bits import BITS, UnsupportedOnDevice
 from .models import HEAD_MODULES, MODELS, is_conv1d
 from .problems import problem
+
+log = logging.getLogger(__name__)
+# PEFT 0.21 calls a transformers 5 property that transformers deprecates: harmless, and printed
+# once in every training log otherwise
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 # what prepare_base loads and saves per architecture: the pretrained model with its LM head where
 # it has one, so that every problem type can be loaded from the saved base
 BACKBONES = {"encoder": "AutoModel", "decoder": "AutoModelForCausalLM",
@@ -41,14 +48,42 @@ def backbone_class(model: str):
 
 
 def _from_pretrained(cls, src: str, device, kwargs: dict, bits: str):
-    if not BITS.get(bits).quantized:
-        return cls.from_pretrained(src, **kwargs).to(device)
+    """``cls.from_pretrained`` placed on ``device``, with transformers' load report replaced by
+    one line: a freshly made task head (the classifier) is expected and said so; any other
+    missing or unexpected weight is a warning naming it."""
+    import transformers
+
+    placed = ({"device_map": {"": str(device)}} if BITS.get(bits).quantized else {})
+    before = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
     try:  # bitsandbytes layers are placed by device_map; they cannot be moved afterwards
-        return cls.from_pretrained(src, **kwargs, device_map={"": str(device)})
+        m, info = cls.from_pretrained(src, **kwargs, **placed, output_loading_info=True)
     except (RuntimeError, NotImplementedError, ValueError) as exc:
+        if not placed:
+            raise
         raise UnsupportedOnDevice(
             f"bits {bits!r} on device {device.type!r}: bitsandbytes could not load the model "
             f"({type(exc).__name__}: {exc})") from exc
+    finally:
+        transformers.logging.set_verbosity(before)
+    report_loading(src, info)
+    return m if placed else m.to(device)
+
+
+def report_loading(src: str, info: dict) -> None:
+    head = lambda key: any(key == h or key.startswith(h + ".") or f".{h}." in f".{key}"  # noqa: E731
+                           for h in HEAD_MODULES)
+    missing = sorted(info.get("missing_keys") or [])
+    fresh, lost = [k for k in missing if head(k)], [k for k in missing if not head(k)]
+    if fresh:
+        print(f"rankbits: task head newly initialised, as expected (it trains): {', '.join(fresh)}", flush=True)
+    if lost:
+        log.warning("%s lacks %d weight(s) the model needs, initialised at random: %s", src, len(lost),
+                    ", ".join(lost[:20]))
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    if unexpected:
+        print(f"rankbits: {src}: {len(unexpected)} checkpoint weight(s) this model does not use "
+              f"(e.g. a pretraining head): {', '.join(unexpected[:8])}", flush=True)
 
 
 def load_base(model: str, bits: str, task: str, options: dict, device, base_dir: str | None = None):

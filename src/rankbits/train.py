@@ -39,6 +39,7 @@ from .modeling import attach_adapter, load_prepared_base, load_tokenizer
 from .models import MODELS, Family
 from .problems import Problem, problem, score, score_split, task_loss
 from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
+from .workflow import console
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -149,9 +150,15 @@ def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir:
     recorded as failed (the same seed would diverge again) instead of failing the study."""
     from .workflow import keep_going
 
+    name = f"{Run(**spec['run']).path} lr {spec['training']['lr']:g}"
+    console(f"rankbits: training {name} ...")
     try:
-        train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
-                  checkpoint_dir, checkpoint_every)
+        info = train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
+                         checkpoint_dir, checkpoint_every)
+        sel = info.get("selection") or {}
+        sel_text = f", selection {sel['primary_metric']} {sel['primary_value']:.4g}" if sel else ""
+        console(f"rankbits: trained  {name}: {info['steps']} steps in {info['timing']['train_seconds']:.0f} s "
+                f"({info['timing']['train_cpu_seconds']:.0f} CPU s){sel_text}")
     except NonFiniteLoss as exc:
         if not keep_going():
             raise
@@ -347,7 +354,7 @@ def restore(built: Built, resume: dict) -> Progress:
     built.optimizer.load_state_dict(resume["optimizer"])
     built.scheduler.load_state_dict(resume["scheduler"])
     ctx.record = resume["record"]
-    print(f"rankbits: {ctx.run.path}: resuming from optimizer step {resume['step']}", flush=True)
+    console(f"rankbits: {ctx.run.path}: resuming from optimizer step {resume['step']} (its checkpoint)")
     return Progress(*(resume[k] for k in ("ranks", "rank_rows", "log_rows", "skipped", "step", "seen",
                                           "train_seconds")),
                     cpu_seconds=resume.get("cpu_seconds", 0.0), step_seconds=resume.get("step_seconds", []))

@@ -9,6 +9,29 @@ import traceback
 
 # set by the Snakefile's onstart handler; jobs inherit it (locally and through sbatch)
 KEEP_GOING = "RANKBITS_KEEP_GOING"
+# the descriptor of the terminal snakemake runs in, inside a job whose output goes to its log
+CONSOLE_FD = "RANKBITS_CONSOLE_FD"
+
+
+def console(message: str) -> None:
+    """One line for the job's log and, when the job's output goes to a log, for the terminal
+    too (a job's start and result lines: a user sees progress without opening logs)."""
+    print(message, flush=True)
+    fd = os.environ.get(CONSOLE_FD)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), (message + "\n").encode())
+
+
+def finished_message(study: str, configfiles=()) -> str:
+    """What the end of a successful run prints: where the answer is and how to build the report."""
+    cf = "".join(f" --configfile {os.path.relpath(f)}" for f in configfiles)
+    with open(f"results/{study}/tables/verdict.md") as fh:
+        verdict = fh.read().rstrip()
+    return (f"\nrankbits: study '{study}' done. The answer (results/{study}/tables/verdict.md):\n\n"
+            f"{verdict}\n\nAsk it for a memory budget:  rankbits recommend --results results/{study} "
+            f"--memory-mb <MiB>\nBuild the report:            snakemake{cf} --report "
+            f"results/{study}/report.html\n")
 
 
 def keep_going() -> bool:
@@ -28,6 +51,7 @@ def logged_to(path: str | None):
     if path is None:
         yield
         return
+    os.environ.setdefault(CONSOLE_FD, "2")  # the descriptor still holds the terminal
     with open(path, "w", buffering=1) as fh:
         handler = logging.StreamHandler(fh)
         logging.getLogger().addHandler(handler)
