@@ -212,8 +212,11 @@ def rank_heatmaps():
 
 
 def calibration_input(wildcards):
-    """Training inputs of the task that calibrates the model's quantized bases."""
-    return tokenized(calibration_task(wildcards.model), wildcards.model, "train")
+    """Training inputs of the task that calibrates a quantized base; none for a full-precision
+    one, which is the same whatever a study calibrates on (so studies share it)."""
+    if not BITS.get(wildcards.bits).quantized:
+        return {}
+    return {"calibration": tokenized(calibration_task(wildcards.model), wildcards.model, "train")}
 
 
 def quant_heatmaps():

@@ -1,6 +1,6 @@
 rule prepare_base:
     input:
-        calibration=calibration_input,
+        unpack(calibration_input),
     output:
         directory(f"{CACHE}/base/{{model}}/{{bits}}/{{bkey}}"),
     params:

@@ -131,7 +131,7 @@ def test_tiny_study_end_to_end(tmp_path):
     assert {"verdict", "summary", "budget_table", "arms_table", "memory", "costs", "lr_selection",
             "comparisons", "replication", "failed_runs"} <= set(tables)
     assert all("<table" in t for t in tables.values())
-    assert re.search(r"<td>0\.\d{4} ± 0\.\d{4}</td>", tables["budget_table"])
+    assert re.search(r"<td>0\.\d{4}</td>", tables["budget_table"])  # one seed: no ± std
 
     # a finished study is up to date; a changed AdaLoRA option reruns AdaLoRA only
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
