@@ -192,6 +192,12 @@ def test_studies_live_side_by_side_and_share_their_caches():
     assert sst2(default) and not sst2(default) & sst2(alloc)
 
 
+def test_lm_study_dag_builds_offline():
+    outs = dry_outputs("--configfile", str(REPO / "config" / "studies" / "lm.yaml"))
+    assert any(o.startswith("results/lm/adapters/wikitext2/smollm2-135m/lora/16/mixed:attn8-ffn4/seed0/") for o in outs)
+    assert any(o.startswith("results/lm/adapters/alpaca/smollm2-135m/pattern:empirical/16/32/seed0/") for o in outs)
+
+
 def test_seed_studies_dag_builds_offline():
     # from the repository, as a user runs it: Snakemake merges the file over config/config.yaml
     proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "-n", "--forceall", "--cores", "2", "--configfile",
