@@ -41,7 +41,7 @@ onsuccess:
         print(table.to_string(index=False), file=sys.stderr)
         sys.exit(1)
     if not workflow.dryrun and os.path.exists(f"{OUT}/tables/verdict.md"):
-        print(finished_message(STUDY, workflow.overwrite_configfiles), file=sys.stderr)
+        print(finished_message(STUDY, OUT, workflow.overwrite_configfiles), file=sys.stderr)
 
 
 rule all:

@@ -14,7 +14,6 @@ from rankbits.config import (
     lr_tag,
     point_spec,
     run_spec,
-    searching,
     settings_key,
     study_name,
     study_values,

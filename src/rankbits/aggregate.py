@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_file, read_json
-from .bits import BITS
+from .bits import bits_label
 from .methods import METHODS
 from .stats import LEVEL, format_p, holm, mean_ci, paired_bootstrap, paired_test
 from .tasks import TASKS
@@ -196,7 +196,7 @@ def display_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
     (raw and Holm-adjusted; never printed as 0) and a star only where seeds support one."""
     out = pd.DataFrame({
         "task": comp["task"], "model": comp["model"], "axis": comp["axis"],
-        "arm": [arm_label(m, b) + f" r={n}" for m, b, n in zip(comp["method"], comp["bits"], comp["budget"])],
+        "arm": [arm_name(m, b, n) for m, b, n in zip(comp["method"], comp["bits"], comp["budget"])],
         "vs": [vs_label(r) for r in comp.to_dict("records")],
         "metric": comp["metric"], "seeds": comp["seeds"],
     })
@@ -213,7 +213,7 @@ def display_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
 def vs_label(row: dict) -> str:
     """The baseline arm of a comparison row, named like the arm."""
     other = {"method": row["method"], "budget": row["budget"], "bits": row["bits"], row["axis"]: row["baseline"]}
-    return arm_label(other["method"], other["bits"]) + f" r={other['budget']}"
+    return arm_name(other["method"], other["bits"], other["budget"])
 
 
 def fmt(mean: float, std: float, digits: int = 4) -> str:
@@ -291,8 +291,12 @@ def method_label(method: str) -> str:
 
 def arm_label(method: str, bits: str) -> str:
     """'LoRA' at fp32, else 'LoRA @ NF4+DQ' (QLoRA), 'AdaLoRA @ NF4+DQ' (QLoRA+AdaLoRA), ..."""
-    spec = BITS.get(str(bits))
-    return method_label(method) if str(bits) == "32" else f"{method_label(method)} @ {spec.label or bits}"
+    return method_label(method) if str(bits) == "32" else f"{method_label(method)} @ {bits_label(bits)}"
+
+
+def arm_name(method: str, bits: str, budget) -> str:
+    """An arm as the verdict and comparisons name it: 'LoRA @ NF4+DQ r=8'."""
+    return f"{arm_label(method, bits)} r={budget}"
 
 
 def arms_table(summary: pd.DataFrame, methods: list[str], bits: list[str]) -> pd.DataFrame:

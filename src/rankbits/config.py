@@ -85,9 +85,9 @@ def coerce(value, schema: dict, defs: dict):
                                                      **schema.get("properties", {})}.items()}}
     if isinstance(value, str):
         branches = schema.get("oneOf") or schema.get("anyOf") or [schema]
-        types = [t for b in branches for t in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", []))]
-        as_string = any("string" in ([b.get("type")] if isinstance(b.get("type"), str) else b.get("type", []))
-                        and re.search(b.get("pattern", ""), value) for b in branches)
+        types_of = lambda b: [b["type"]] if isinstance(b.get("type"), str) else b.get("type", [])  # noqa: E731
+        types = [t for b in branches for t in types_of(b)]
+        as_string = any("string" in types_of(b) and re.search(b.get("pattern", ""), value) for b in branches)
         if value in ("null", "~") and "null" in types:  # data_root=null: no local copy
             return None
         if as_string or "enum" in schema and value in schema["enum"] or not types:
@@ -232,15 +232,8 @@ def run_spec(cfg: dict, run: Run) -> dict:
     """Everything that determines a run's result, resolved; it is the train rule's params. The
     method's options are checked against the run's budget and planned length here, at start-up
     (the training job checks them again against the steps its data gives)."""
-    spec = _run_spec(cfg, run)
-    METHODS.get(run.method).prepare(run.budget, spec["method_options"], planned_steps(spec),
-                                    f"methods.{run.method}")
-    return spec
-
-
-def _run_spec(cfg: dict, run: Run) -> dict:
     method = METHODS.get(run.method)
-    return {
+    spec = {
         "run": run.as_dict(),
         "training": resolve_training(cfg, run.task, run.method, run.model),
         "method_options": method.options(
@@ -250,6 +243,8 @@ def _run_spec(cfg: dict, run: Run) -> dict:
         "model_options": cfg.get("models", {}).get(run.model, {}),
         "device": cfg["device"],
     }
+    method.prepare(run.budget, spec["method_options"], planned_steps(spec), f"methods.{run.method}")
+    return spec
 
 
 # (files and dev_samples have no default here: a run's spec, and so its config hash, holds them

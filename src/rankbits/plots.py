@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .bits import BITS  # noqa: E402
+from .bits import bits_label  # noqa: E402
 from .io import atomic_file, read_json  # noqa: E402
 from .methods import METHODS  # noqa: E402
 from .models import KINDS, MODELS  # noqa: E402
@@ -185,11 +185,6 @@ def rank_maps(run_dirs: list[str], out: str) -> None:
     save(fig, out)
 
 
-def bits_label(bits: str) -> str:
-    """How figures name a bit-width: 'fp32', 'NF4+DQ', 'int8', ... (the registry's label)."""
-    return BITS.get(str(bits)).label or f"{bits}-bit"
-
-
 def _facets(n: int, width: float = 5.0, height: float = 3.6):
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
     return fig, axes[0]
@@ -225,22 +220,33 @@ def rank_vs_step(run_dirs: list[str], out: str) -> None:
 
 
 def loss_curves(run_dirs: list[str], out: str, window: int = 25) -> None:
-    """Task loss (cross-entropy only, no regulariser) per step, rolling mean over ``window``."""
+    """Task loss (cross-entropy only, no regulariser) per step, rolling mean over ``window``: a
+    colour per arm, a line style per seed, the legend beside the axes."""
     runs = [(d, read_json(Path(d) / "metrics.json")["run_info"]) for d in run_dirs]
     tasks = sorted({ri["task"] for _, ri in runs})
-    fig, axes = _facets(len(tasks))
+    arms = list(dict.fromkeys((ri["method"], ri["budget"], str(ri["bits"])) for _, ri in runs))
+    seeds = sorted({ri["seed"] for _, ri in runs})
+    colours = {a: plt.get_cmap("tab10" if len(arms) <= 10 else "tab20")(i % 20) for i, a in enumerate(arms)}
+    styles = {s: ("-", "--", ":", "-.")[i % 4] for i, s in enumerate(seeds)}
+    fig, axes = _facets(len(tasks), width=6.5, height=4.2)
     for ax, task in zip(axes, tasks):
         for d, ri in runs:
             if ri["task"] == task:
+                arm = (ri["method"], ri["budget"], str(ri["bits"]))
                 log = pd.read_csv(Path(d) / "train_log.csv")
+                first = ri["seed"] == seeds[0]
                 ax.plot(log["step"], log["task_loss"].rolling(window, min_periods=1).mean(), lw=1,
-                        label=f"{ri['method']} b={ri['budget']} {ri['bits']}b s{ri['seed']}")
+                        color=colours[arm], ls=styles[ri["seed"]],
+                        label=f"{arm[0]}, budget {arm[1]}, {bits_label(arm[2])}" if first else None)
         ax.set_title(task)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"task loss (rolling mean, {window} steps)")
-        ax.legend(fontsize=7)
-    fig.text(0.01, -0.02, "Runs with the same seed see the same batches in the same order (a paired design), "
-             "so a hard batch shows as a bump in every arm's curve at the same step.", fontsize=7)
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95),
+               title="arm (line style: seed " + ", ".join(f"{s} {styles[s]}" for s in seeds) + ")",
+               title_fontsize=7)
+    fig.text(0.0, -0.06, "Runs with the same seed see the same batches in the same order (a paired design), so a\n"
+             "hard batch shows as a bump in every arm's curve at the same step.", fontsize=7, va="top")
     save(fig, out)
 
 

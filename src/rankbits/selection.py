@@ -71,9 +71,9 @@ def select_round(spec: dict, point_dirs: list[str], round_: int, out: str) -> di
 
     # every rate tried counts for the edges, a diverged one too (recorded under --keep-going):
     # the search never steps past a rate that failed
-    tried = sorted(float(read_json(f"{d}/failed.json")["lr"]) if Path(d, "failed.json").exists()
-                   else float(read_json(f"{d}/train_info.json")["training"]["lr"]) for d in point_dirs)
+    failed = [read_json(f"{d}/failed.json") for d in point_dirs if Path(d, "failed.json").exists()]
     infos = [read_json(f"{d}/train_info.json") for d in point_dirs if not Path(d, "failed.json").exists()]
+    tried = sorted([float(f["lr"]) for f in failed] + [float(i["training"]["lr"]) for i in infos])
     if not infos:
         write_json(out, result := {"round": round_, "rates": tried, "chosen_lr": None, "at_edge": False,
                                    "status": "done"})

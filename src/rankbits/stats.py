@@ -86,7 +86,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL) ->
     else:
         t_p = math.nan
     return {"n": int(len(d)), "diff": mean, "ci_low": low, "ci_high": high, "t_p": t_p,
-            "sign_flip_p": sign_flip_p(d), "sign_flip_resolution": 2 ** len(d) if len(d) <= 16 else None,
+            "sign_flip_p": sign_flip_p(d),
             "method": f"paired t ({level:.0%} CI), sign-flip permutation"}
 
 

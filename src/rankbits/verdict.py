@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .aggregate import KEYS, MiB, arm_label, compare
+from .aggregate import KEYS, MiB, arm_name, compare
 from .stats import LEVEL, format_p, holm, mean_ci
 
 
@@ -39,7 +39,7 @@ def arm_table(runs: pd.DataFrame) -> pd.DataFrame:
     for key, g in runs.groupby(KEYS, sort=False):
         mean, low, high = mean_ci(g["primary_value"].to_numpy())
         rows.append({
-            **dict(zip(KEYS, key)), "arm": f"{arm_label(key[2], key[4])} r={key[3]}",
+            **dict(zip(KEYS, key)), "arm": arm_name(key[2], key[4], key[3]),
             "metric": g["primary_metric"].iloc[0], "higher_is_better": bool(g["higher_is_better"].iloc[0]),
             "seeds": len(g), "mean": mean, "ci_low": low, "ci_high": high,
             "training_mib": g["training_memory_bytes"].mean() / MiB,

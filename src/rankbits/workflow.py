@@ -23,15 +23,15 @@ def console(message: str) -> None:
             os.write(int(fd), (message + "\n").encode())
 
 
-def finished_message(study: str, configfiles=()) -> str:
-    """What the end of a successful run prints: where the answer is and how to build the report."""
+def finished_message(study: str, out: str, configfiles=()) -> str:
+    """What the end of a successful run prints: where the answer is (the study's folder ``out``)
+    and how to build the report."""
     cf = "".join(f" --configfile {os.path.relpath(f)}" for f in configfiles)
-    with open(f"results/{study}/tables/verdict.md") as fh:
+    with open(f"{out}/tables/verdict.md") as fh:
         verdict = fh.read().rstrip()
-    return (f"\nrankbits: study '{study}' done. The answer (results/{study}/tables/verdict.md):\n\n"
-            f"{verdict}\n\nAsk it for a memory budget:  rankbits recommend --results results/{study} "
-            f"--memory-mb <MiB>\nBuild the report:            snakemake{cf} --report "
-            f"results/{study}/report.html\n")
+    return (f"\nrankbits: study '{study}' done. The answer ({out}/tables/verdict.md):\n\n"
+            f"{verdict}\n\nAsk it for a memory budget:  rankbits recommend --results {out} "
+            f"--memory-mb <MiB>\nBuild the report:            snakemake{cf} --report {out}/report.html\n")
 
 
 def keep_going() -> bool:

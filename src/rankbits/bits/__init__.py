@@ -31,5 +31,10 @@ class BitsSpec:
 BITS: Registry[BitsSpec] = Registry("bits value", __name__)
 
 
+def bits_label(bits: str) -> str:
+    """How tables and figures name a bit-width: 'fp32', 'NF4+DQ', 'int8', ... (the spec's label)."""
+    return BITS.get(str(bits)).label or str(bits)
+
+
 def register(spec: BitsSpec) -> BitsSpec:
     return BITS.register(spec.name, spec)
