@@ -1,7 +1,7 @@
 # Every table is written as CSV (data), Markdown and, where it has a paper layout, LaTeX; the
 # report shows each one inline as HTML, grouped by what a reader looks for.
-TABLE_NAMES = ["verdict", "summary", "budget_table", "arms_table", "memory", "costs", "lr_selection",
-               "comparisons", "replication", "failed_runs"]
+TABLE_NAMES = ["verdict", "summary", "budget_table", "arms_table", "memory", "costs", "scores", "lr_selection",
+               "comparisons", "replication", "directions", "failed_runs"]
 LATEX = ["summary", "budget_table", "arms_table", "memory", "lr_selection", "comparisons", "replication"]
 TABLES = [f"{OUT}/tables/{name}.csv" for name in TABLE_NAMES]
 
@@ -11,6 +11,8 @@ rule aggregate:
         runs=run_dirs(f"{OUT}/runs"),
         bases=sorted({base_dir(run.model, run.bits) for run in RUNS}),
         published=PUBLISHED,
+        directions=DIRECTIONS,
+        scores=[score_path(*entry) for entry in SCORES],
     output:
         verdict=f"{OUT}/tables/verdict.csv",
         summary=f"{OUT}/tables/summary.csv",
@@ -22,7 +24,9 @@ rule aggregate:
         costs_html=report_table("costs", "Tables", "costs: training memory, CPU time, step time"),
         selection_html=report_table("lr_selection", "Training", "learning-rate selection per run"),
         comparisons_html=report_table("comparisons", "Comparisons", "every axis: difference, CI, p (Holm)"),
+        scores_html=report_table("scores", "Tables", "scored without training: bases, adapters on other tasks"),
         replication_html=report_table("replication", "Replication", "published vs measured"),
+        directions_html=report_table("directions", "Replication", "the seeds' claimed directions: held?"),
         failed_html=report_table("failed_runs", "Training", "failed runs (recorded under --keep-going)"),
         extra=[f"{OUT}/tables/{name}.csv" for name in TABLE_NAMES if name not in ("verdict", "summary")]
         + [f"{OUT}/tables/{name}.md" for name in TABLE_NAMES]

@@ -14,6 +14,8 @@ from rankbits.config import (
     lr_tag,
     point_spec,
     run_spec,
+    scoring_plan,
+    scoring_spec,
     settings_key,
     study_name,
     study_values,
@@ -34,6 +36,8 @@ try:
     # runs the study's runs build on (adalora-transfer reads the matching adalora run), too
     SPECS = {r.path: run_spec(config, r) for run in RUNS for r in (run, upstream_run(run)) if r}
     STUDY = study_name(config, workflow.overwrite_configfiles)
+    # scoring without training: bases before any training, forgetting slices, adapters elsewhere
+    SCORES = scoring_plan(config, RUNS)
 except ConfigError as exc:
     sys.exit(f"rankbits: invalid configuration: {exc}")
 
@@ -44,7 +48,8 @@ except ConfigError as exc:
 OUT = f"results/{STUDY}"
 LOGS = f"logs/{STUDY}"
 CACHE = "results/cache"
-TASKS_RUN = sorted({spec["run"]["task"] for spec in SPECS.values()} | {config["quantization"]["calibration_task"]} - {None})
+TASKS_RUN = sorted({spec["run"]["task"] for spec in SPECS.values()} | {task for task, _, _ in SCORES}
+                   | {config["quantization"]["calibration_task"]} - {None})
 DATA_KEY = {task: settings_key(config["data_root"], task_options(config, task)) for task in TASKS_RUN}
 
 
@@ -87,6 +92,8 @@ config["report_answer"] = answer_rst(f"{OUT}/tables/verdict.csv")
 RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
 # published numbers for the replication table; config key 'published' may point elsewhere
 PUBLISHED = config.get("published") or str(Path(workflow.basedir) / "config" / "published.yaml")
+# the seeds' claimed directions (a better than b) for the directions table
+DIRECTIONS = str(Path(workflow.basedir) / "config" / "directions.yaml")
 # every job's conda environment under snakemake --use-conda is envs/<conda_env>.yaml
 ENV = f"../envs/{config['conda_env']}.yaml"
 
@@ -98,6 +105,7 @@ GPUS = int(torch.cuda.is_available() if config["device"] == "auto" else config["
 
 wildcard_constraints:
     task="[^/]+",
+    target="[^/]+",
     model="[^/]+",
     method="[^/]+",
     budget=r"\d+",
@@ -148,21 +156,25 @@ def searched_rates(w, rounds=None):
     return lrs, path, last
 
 
-def first_seed(w):
-    """The seed a run's rate is selected on under ``lr_seeds: first``: the smallest seed of the
-    same (task, model, method, budget, bits) among the runs the study trains."""
-    key = lambda r: (r["task"], r["model"], r["method"], str(r["budget"]), str(r["bits"]))  # noqa: E731
+def first_of(w, axis):
+    """The smallest ``axis`` value (seed or budget) among the runs the study trains that match
+    ``w`` on every other axis but the seed."""
+    same = [k for k in ("task", "model", "method", "budget", "bits") if k != axis]
     # SPECS, not RUNS: a run another method reads (adalora for adalora-transfer) counts too
-    return min(int(spec["run"]["seed"]) for spec in SPECS.values() if key(spec["run"]) == key(w))
+    return min(int(spec["run"][axis]) for spec in SPECS.values()
+               if all(str(spec["run"][k]) == str(w[k]) for k in same))
 
 
 def rate_source(w):
-    """The run whose search decides ``w``'s rate: ``w`` itself, or under ``lr_seeds: first`` a
-    later seed's first seed."""
-    spec = SPECS[RUN_PATTERN.format(**w)]
-    if spec["training"]["lr_seeds"] == "first" and int(w["seed"]) != first_seed(w):
-        return {**w, "seed": first_seed(w)}
-    return w
+    """The run whose search decides ``w``'s rate: ``w`` itself; under ``lr_budgets: first`` the
+    run at the smallest budget; under ``lr_seeds: first`` that run's first seed."""
+    training = SPECS[RUN_PATTERN.format(**w)]["training"]
+    source = dict(w)
+    if training["lr_budgets"] == "first":
+        source["budget"] = str(first_of(source, "budget"))
+    if training["lr_seeds"] == "first":
+        source["seed"] = str(first_of(source, "seed"))
+    return w if all(str(source[k]) == str(w[k]) for k in w) else source
 
 
 def grid_points(wildcards):
@@ -188,6 +200,21 @@ def rate_choice(wildcards):
     ``lr_seeds: first``) its first seed's; none for a run at one rate."""
     w = run_wildcards(wildcards)
     return {"choice": searched_rates(rate_source(w))[1]} if selects(w) else {}
+
+
+def score_path(task, model, run=None):
+    """Where a scoring without training is written: the base's, or a run's adapter's on ``task``."""
+    return f"{OUT}/scores/{task}/{model}/base.json" if run is None else f"{OUT}/scores/{task}/{run.path}.json"
+
+
+def forgetting_input(wildcards):
+    """A run on a task with ``forgetting`` set is also scored on that task's dev split, against
+    the full-precision base's score there."""
+    forget = SPECS[RUN_PATTERN.format(**wildcards)]["task_options"].get("forgetting")
+    if not forget:
+        return {}
+    return {"forget_dev": tokenized(forget, wildcards.model, "dev"),
+            "forget_base": score_path(forget, wildcards.model)}
 
 
 def upstream_input(wildcards):

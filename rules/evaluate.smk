@@ -1,6 +1,7 @@
 rule evaluate:
     input:
         unpack(rate_choice),
+        unpack(forgetting_input),
         points=grid_points,
         dev=lambda w: tokenized(w.task, w.model, "dev"),
         base=lambda w: base_dir(w.model, w.bits),
@@ -18,3 +19,46 @@ rule evaluate:
         ENV
     script:
         "../workflow/scripts/evaluate.py"
+
+
+# scoring without training (rankbits.config.scoring_plan): the full-precision base without
+# adapter, and finished runs' adapters on another task's dev split
+rule score_base:
+    input:
+        dev=lambda w: tokenized(w.task, w.model, "dev"),
+        base=lambda w: base_dir(w.model, "32"),
+    output:
+        f"{OUT}/scores/{{task}}/{{model}}/base.json",
+    params:
+        spec=lambda w: scoring_spec(config, w.task, w.model),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=GPUS,
+    log:
+        f"{LOGS}/score/{{task}}/{{model}}/base.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/score.py"
+
+
+rule score_adapter:
+    input:
+        dev=lambda w: tokenized(w.target, w.model, "dev"),
+        base=lambda w: base_dir(w.model, w.bits),
+        run=f"{OUT}/runs/{RUN_PATTERN}",
+    output:
+        f"{OUT}/scores/{{target}}/{RUN_PATTERN}.json",
+    params:
+        spec=lambda w: scoring_spec(config, w.target, w.model),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=GPUS,
+    log:
+        f"{LOGS}/score/{{target}}/{RUN_PATTERN}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/score.py"

@@ -375,6 +375,24 @@ th {{ background: #f0f0f0; }} tr:nth-child(even) td {{ background: #fafafa; }}
 """
 
 
+def scores_table(paths: list[str]) -> pd.DataFrame:
+    """Scores without training (``evaluate.score_only``): each task's full-precision base
+    without adapter (what every run's number compares with) and finished runs' adapters on
+    another task, with their metrics (one scoring each: no seeds, no interval)."""
+    rows = []
+    for p in paths:
+        s = read_json(p)
+        if s["adapter"] is None:
+            what = "base, no adapter"
+        else:
+            task, _, method, budget, bits, seed = s["run"].split("/")
+            what = f"adapter of {arm_name(method, bits, budget)} {seed}, trained on {task}"
+        rows.append({"task": s["task"], "model": s["model"], "scored": what, "examples": s["n_eval"],
+                     **{k: round(v, 4) for k, v in s["metrics"].items()}, "seconds": round(s["seconds"], 1)})
+    df = pd.DataFrame(rows)
+    return df[[c for c in df.columns if c != "seconds"] + ["seconds"]] if len(df) else df
+
+
 def html_table(df: pd.DataFrame) -> str:
     """``df`` as an HTML table: numbers as the display tables format them, a cell on one line
     unless its text is long (lists of arms, setup notes), which wraps."""

@@ -136,6 +136,7 @@ def study_values(cfg: dict, axis: str) -> list:
 def check_names(cfg: dict) -> None:
     for where, grid in grids(cfg):
         check_grid(cfg, where, grid)
+    check_scores(cfg)
     for i, ov in enumerate(cfg.get("overrides", [])):
         for key, registry in (("task", TASKS), ("method", METHODS), ("model", MODELS)):
             if key in ov:
@@ -210,6 +211,60 @@ def resolve_training(cfg: dict, task: str, method: str, model: str | None = None
         if all(ov.get(k, v) == v for k, v in (("task", task), ("method", method), ("model", model))):
             hp.update(ov["training"])
     return hp
+
+
+def check_scores(cfg: dict) -> None:
+    """``tasks.<task>.forgetting`` names a language-modelling task; each ``scores`` entry names a
+    task and models every one of its adapters' runs can be scored on, and runs the study trains."""
+    for task, opts in cfg.get("tasks", {}).items():
+        if "forgetting" in opts:
+            try:
+                kind = TASKS.get(opts["forgetting"]).problem_type
+            except UnknownNameError as exc:
+                raise ConfigError(f"tasks.{task}.forgetting: {exc}") from None
+            if kind != "causal_lm":
+                raise ConfigError(f"tasks.{task}.forgetting: {opts['forgetting']!r} is a {kind} task; "
+                                  f"forgetting is scored as loss on a language-modelling task's text")
+    runs = set(expand_runs(cfg))
+    for i, entry in enumerate(cfg.get("scores", [])):
+        where = f"scores[{i}]"
+        for model in entry["models"]:
+            try:
+                problem(entry["task"], model)
+            except (UnknownNameError, IncompatibleError) as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            for j, a in enumerate(entry.get("adapters", [])):
+                run = Run(a["task"], model, a["method"], int(a["budget"]), str(a["bits"]), int(a["seed"]))
+                if run not in runs:
+                    raise ConfigError(f"{where}.adapters[{j}]: {run.path} is not a run of this study")
+                if problem(run.task, model).peft_task_type != problem(entry["task"], model).peft_task_type:
+                    raise ConfigError(f"{where}.adapters[{j}]: an adapter trained on {run.task} has another "
+                                      f"head than {entry['task']} needs")
+
+
+def scoring_plan(cfg: dict, runs: list[Run]) -> list[tuple[str, str, Run | None]]:
+    """(task, model, run) of every scoring without training, run None for the full-precision base
+    without adapter: the bases of the causal-LM and seq2seq tasks the study trains on (perplexity
+    or ROUGE before any training), of their forgetting tasks, and the ``scores`` entries."""
+    plan = []
+    for run in runs:
+        if TASKS.get(run.task).problem_type != "classification":
+            plan.append((run.task, run.model, None))
+        if "forgetting" in task_options(cfg, run.task):
+            plan.append((task_options(cfg, run.task)["forgetting"], run.model, None))
+    for entry in cfg.get("scores", []):
+        for model in entry["models"]:
+            plan.append((entry["task"], model, None))
+            plan += [(entry["task"], model, Run(a["task"], model, a["method"], int(a["budget"]), str(a["bits"]),
+                                                int(a["seed"]))) for a in entry.get("adapters", [])]
+    return list(dict.fromkeys(plan))
+
+
+def scoring_spec(cfg: dict, task: str, model: str) -> dict:
+    """What scoring ``model`` on ``task`` without training depends on."""
+    return {"task": task, "model": model, "task_options": task_options(cfg, task),
+            "model_options": cfg.get("models", {}).get(model, {}), "device": cfg["device"],
+            "training": {k: cfg["training"][k] for k in ("batch_size", "eval_batch_size", "kbit_prepare")}}
 
 
 # the run length assumed at start-up when nothing bounds it (no max_steps, no max_train_samples):
@@ -313,7 +368,7 @@ def lr_tag(lr: float) -> str:
     return f"{lr:g}"
 
 
-SEARCH_KEYS = ("lr_grid", "lr_search", "lr_max_extensions", "lr_seeds")
+SEARCH_KEYS = ("lr_grid", "lr_search", "lr_max_extensions", "lr_seeds", "lr_budgets")
 
 
 def searching(spec: dict) -> bool:

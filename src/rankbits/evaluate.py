@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import torch
 
-from .config import Run
+from .config import Run, lr_tag
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_prepared_base, load_tokenizer
@@ -41,9 +41,21 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
     return metrics
 
 
+def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, device) -> dict:
+    """Forgetting, as PEFT's method_comparison reports it: the adapted model's loss on a fixed
+    slice of general text (the forgetting task's dev split) minus the full-precision base's
+    loss there (``forget_base``: that base's score, ``score_only``)."""
+    base = read_json(forget_base)
+    prob = problem(base["task"], base["model"])
+    _, values, loss = score_split(model, pd.read_parquet(forget_dev), prob, tokenizer, base["spec"]["task_options"],
+                                  base["spec"]["training"]["eval_batch_size"], device)
+    return {"forgetting": loss - base["loss"], "forgetting_loss": loss}
+
+
 @advises_on_oom("evaluating")
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
-                 base_dir: str | None = None, choice: str | None = None) -> dict:
+                 base_dir: str | None = None, choice: str | None = None, forget_dev: str | None = None,
+                 forget_base: str | None = None) -> dict:
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
     selection-split scores, score the chosen adapter on dev (the test split) and write the run
     directory (complete or absent). Only the chosen point is ever evaluated on dev. ``choice``:
@@ -89,6 +101,8 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
         pred.insert(1, "label", df["label"].to_numpy()[pred["row"]])
     if "reference" in df:
         pred["reference"] = df["reference"].to_numpy()[pred["row"]]
+    if forget_dev:
+        values.update(general_text_loss(model, forget_dev, forget_base, tokenizer, device))
     eval_seconds = time.perf_counter() - t0
 
     metrics = {
@@ -155,3 +169,45 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
         copy_into(train_dir, tmp, RUN_FILES)
         write_json(tmp / "metrics.json", metrics)
     return metrics
+
+
+@advises_on_oom("scoring")
+def score_only(spec: dict, dev_path: str, base_dir: str, out: str, threads: int = 1,
+               run_dir: str | None = None) -> dict:
+    """Score without training on a task's dev split (``spec``: ``config.scoring_spec``): the
+    full-precision base without adapter, or (``run_dir``) a finished run's chosen adapter on the
+    base it trained on. Writes ``out`` (JSON: metrics, loss, a few generated texts) atomically."""
+    from peft import PeftModel
+
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(spec["device"])
+    t0 = time.perf_counter()
+    df = pd.read_parquet(dev_path)
+    prob = problem(spec["task"], spec["model"])
+    tokenizer = load_tokenizer(spec["model"], spec["model_options"])
+    scored = {"adapter": None}
+    if run_dir is None:
+        run = Run(spec["task"], spec["model"], "lora", 0, "32", 0)
+        model, _ = load_prepared_base(run, spec, device, base_dir)
+    else:
+        m = read_json(f"{run_dir}/metrics.json")
+        trained = Run(**m["run_info"]["spec"]["run"])
+        run = Run(spec["task"], trained.model, trained.method, trained.budget, trained.bits, trained.seed)
+        model, _ = load_prepared_base(run, m["run_info"]["spec"], device, base_dir)
+        model = METHODS.get(run.method).adapt_base(model, m["train_info"]["allocation"] or {}, device)
+        adapter = Path(run_dir.replace("/runs/", "/adapters/", 1), f"lr{lr_tag(m['train_info']['lr'])}", "adapter")
+        model = PeftModel.from_pretrained(model, str(adapter))
+        scored = {"adapter": str(adapter), "run": trained.path, "lr": m["train_info"]["lr"]}
+    pred, values, loss = score_split(model.eval(), df, prob, tokenizer, spec["task_options"],
+                                     spec["training"]["eval_batch_size"], device)
+    result = {"task": spec["task"], "model": spec["model"], **scored,
+              "bits": run.bits, "metrics": values, "primary_metric": prob.task.primary_metric,
+              "primary_value": values[prob.task.primary_metric], "loss": loss, "n_eval": len(df),
+              # what a generating task's scores come from: the first summaries beside their references
+              "samples": ([{"generated": g, "reference": r} for g, r in
+                           zip(pred["prediction"][:3], df["reference"].to_numpy()[pred["row"][:3]])]
+                          if "prediction" in pred else []),
+              "seconds": time.perf_counter() - t0, "spec": spec,
+              "versions": {"rankbits_commit": git_commit(repo_root())}}
+    write_json(out, result)
+    return result

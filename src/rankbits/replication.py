@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 
 from .models import MODELS
+from .stats import mean_ci
 
 REQUIRED = ("source", "table", "model", "task", "method", "budget", "bits", "metric", "value")
 FULL_PRECISION = {"16", "32"}
@@ -60,4 +61,70 @@ def replication_table(summary: pd.DataFrame, published: list[dict]) -> pd.DataFr
                          "source": f"{e['source']}, {e['table']}", "setup differences": "; ".join(differs)})
     cols = ["task", "model", "method", "budget", "bits", "metric", "measured", "published", "difference",
             "source", "setup differences"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+RELATIONS = ("better", "equal")
+
+
+def load_directions(path: str | Path) -> list[dict]:
+    """The claimed directions (``config/directions.yaml``), checked; errors name the entry."""
+    entries = yaml.safe_load(Path(path).read_text()) or []
+    for i, e in enumerate(entries):
+        missing = [k for k in ("source", "claim", "metric", "relation", "a", "b") if k not in (e or {})]
+        if missing:
+            raise ValueError(f"{path}: entry {i} lacks {missing}")
+        if e["relation"] not in RELATIONS:
+            raise ValueError(f"{path}: entry {i}: relation {e['relation']!r} is not one of {RELATIONS}")
+        if e["relation"] == "equal" and not isinstance(e.get("tolerance"), (int, float)):
+            raise ValueError(f"{path}: entry {i}: relation equal needs a numeric tolerance")
+    return entries
+
+
+LOWER_IS_BETTER = {"perplexity", "nll_per_token", "forgetting", "forgetting_loss"}
+
+
+def direction_verdict(e: dict, low: float, high: float, scale: float) -> str:
+    """Whether the interval [low, high] of the paired difference (a better than b when > 0)
+    shows the claimed direction."""
+    if e["relation"] == "better":
+        return "held" if low > 0 else "reversed" if high < 0 else "not resolved (interval includes 0)"
+    tol = e["tolerance"] * abs(scale)
+    if -tol <= low and high <= tol:
+        return "held"
+    return "not held" if high < -tol or low > tol else f"not resolved (interval crosses ±{e['tolerance']:.0%})"
+
+
+def directions_table(runs: pd.DataFrame, directions: list[dict]) -> pd.DataFrame:
+    """A row per (claim, task, model, budget) the study ran both arms at: each arm's mean, the
+    paired difference (by seed; > 0: a better than b) with its 95% interval, and whether the
+    claimed direction held."""
+    rows = []
+    col = lambda e: f"metric.{e['metric']}"  # noqa: E731
+    for e in directions:
+        if col(e) not in runs:
+            continue
+        pick = lambda arm: runs[(runs["method"] == arm["method"]) & (runs["bits"] == str(arm["bits"]))  # noqa: E731
+                                & runs[col(e)].notna()
+                                & ((runs["task"] == e["task"]) if "task" in e else True)
+                                & ((runs["budget"] == int(e["budget"])) if "budget" in e else True)]
+        a, b = pick(e["a"]), pick(e["b"])
+        keys = ["task", "model", "budget", "seed"]
+        paired = a[keys + [col(e)]].merge(b[keys + [col(e)]], on=keys, suffixes=("_a", "_b"))
+        sign = -1.0 if e["metric"] in LOWER_IS_BETTER else 1.0
+        for (task, model, budget), grp in paired.groupby(["task", "model", "budget"], sort=True):
+            diff = sign * (grp[f"{col(e)}_a"] - grp[f"{col(e)}_b"]).to_numpy()
+            mean, low, high = mean_ci(diff)
+            scale = float(grp[f"{col(e)}_b"].mean())
+            rows.append({
+                "source": e["source"], "claim": e["claim"], "task": task, "model": model, "budget": int(budget),
+                "a": f"{e['a']['method']} @ {e['a']['bits']}", "b": f"{e['b']['method']} @ {e['b']['bits']}",
+                "metric": e["metric"], "a mean": round(float(grp[f"{col(e)}_a"].mean()), 4),
+                "b mean": round(scale, 4), "a better by": round(float(mean), 4),
+                "95% CI": f"[{low:.4g}, {high:.4g}]" if len(diff) > 1 else "— (1 seed)",
+                "seeds": len(diff),
+                "direction": direction_verdict(e, low, high, scale) if len(diff) > 1 else "not resolved (1 seed)",
+            })
+    cols = ["source", "claim", "task", "model", "budget", "a", "b", "metric", "a mean", "b mean", "a better by",
+            "95% CI", "seeds", "direction"]
     return pd.DataFrame(rows, columns=cols)

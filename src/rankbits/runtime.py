@@ -60,7 +60,8 @@ def advises_on_oom(doing: str):
         def inner(spec: dict, *args, **kwargs):
             from .config import Run
 
-            with oom_advice(f"{doing} {Run(**spec['run']).path}", spec["training"],
+            what = Run(**spec["run"]).path if "run" in spec else f"{spec['task']}/{spec['model']}"
+            with oom_advice(f"{doing} {what}", spec["training"],
                             spec["task_options"]["max_length"]):
                 return f(spec, *args, **kwargs)
         return inner

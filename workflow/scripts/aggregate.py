@@ -2,7 +2,7 @@ from pathlib import Path
 
 from rankbits import aggregate as agg
 from rankbits.io import read_json
-from rankbits.replication import load_published, replication_table
+from rankbits.replication import directions_table, load_directions, load_published, replication_table
 from rankbits.verdict import display_verdict, verdict
 from rankbits.workflow import logged
 
@@ -31,4 +31,7 @@ with logged(snakemake):
     agg.write_table(agg.display_comparisons(comp), str(out / "comparisons"), ("md", "tex", "html"))
     published = load_published(snakemake.input.published)
     agg.write_table(replication_table(summary, published), str(out / "replication"), (*HTML, "tex"))
+    directions = load_directions(snakemake.input.directions)
+    agg.write_table(directions_table(runs, directions), str(out / "directions"), HTML)
+    agg.write_table(agg.scores_table(snakemake.input.scores), str(out / "scores"), HTML)
     agg.write_table(agg.failed_runs(snakemake.input.runs), str(out / "failed_runs"), HTML)
