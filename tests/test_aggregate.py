@@ -178,3 +178,67 @@ def test_one_seed_comparison_of_token_tasks_bootstraps_their_own_metric(tmp_path
     expected = math.exp(4) - math.exp(5) if metric == "perplexity" else rouge_b.mean() - rouge_a.mean()
     assert row["diff"] == pytest.approx(expected) and row["p"] < 0.01
     assert not row["significant"]  # one seed: evaluation noise only, never starred
+
+
+def direction_runs(a_values, b_values, metric="perplexity"):
+    rows = []
+    for seed, (va, vb) in enumerate(zip(a_values, b_values)):
+        for method, v in (("lora", va), ("adalora", vb)):
+            rows.append({"task": "wikitext2", "model": "m", "method": method, "budget": 8, "bits": "32",
+                         "seed": seed, f"metric.{metric}": v})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([40, 41, 42], [50, 52, 51], "held"),                       # lower perplexity: a better
+    ([50, 52, 51], [40, 41, 42], "reversed"),
+    ([40, 52, 45], [44, 41, 50], "not resolved (interval includes 0)"),
+])
+def test_directions_say_whether_a_claimed_order_held(a, b, expected):
+    from rankbits.replication import directions_table
+
+    claim = {"source": "S2", "claim": "fixed beats adaptive", "task": "wikitext2", "metric": "perplexity",
+             "relation": "better", "a": {"method": "lora", "bits": "32"}, "b": {"method": "adalora", "bits": "32"}}
+    table = directions_table(direction_runs(a, b), [claim])
+    assert len(table) == 1 and table["direction"].iloc[0] == expected
+    assert table["seeds"].iloc[0] == 3
+    # positive when a is better: for perplexity, b minus a
+    assert table["a better by"].iloc[0] == pytest.approx(np.mean(b) - np.mean(a), abs=1e-4)
+
+
+def test_an_equal_claim_holds_only_inside_its_tolerance():
+    from rankbits.replication import directions_table
+
+    claim = {"source": "S2", "claim": "4-bit costs nothing", "metric": "perplexity", "relation": "equal",
+             "tolerance": 0.05, "a": {"method": "lora", "bits": "32"}, "b": {"method": "adalora", "bits": "32"}}
+    assert directions_table(direction_runs([50, 50.5, 50.2], [50.1, 50.3, 50.4]), [claim])["direction"].iloc[0] == "held"
+    assert directions_table(direction_runs([60, 61, 60.5], [50, 50.3, 50.4]), [claim])["direction"].iloc[0] == "not held"
+    # one seed: no interval, no verdict
+    one = directions_table(direction_runs([60], [50]), [claim])
+    assert one["direction"].iloc[0] == "not resolved (1 seed)"
+
+
+def test_directions_file_errors_name_the_entry(tmp_path):
+    from rankbits.replication import load_directions
+
+    path = tmp_path / "d.yaml"
+    path.write_text("- {source: S2, claim: x, metric: perplexity, relation: about, a: {}, b: {}}\n")
+    with pytest.raises(ValueError, match="entry 0: relation 'about'"):
+        load_directions(path)
+    path.write_text("- {source: S2, claim: x, metric: perplexity, relation: equal, a: {}, b: {}}\n")
+    with pytest.raises(ValueError, match="entry 0: relation equal needs a numeric tolerance"):
+        load_directions(path)
+    assert len(load_directions(Path(__file__).parents[1] / "config" / "directions.yaml")) == 3
+
+
+def test_scores_table_names_base_and_adapter(tmp_path):
+    base = {"task": "cnn_dailymail", "model": "m", "adapter": None, "n_eval": 15, "seconds": 4.0,
+            "metrics": {"rougeL": 0.11, "perplexity": 24.9}}
+    adapted = {**base, "adapter": "x/adapter", "run": "alpaca/m/lora/8/32/seed0", "metrics": {"rougeL": 0.12}}
+    paths = []
+    for i, s in enumerate((base, adapted)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(s))
+    table = agg.scores_table([str(p) for p in paths])
+    assert table["scored"].tolist() == ["base, no adapter", "adapter of LoRA r=8 seed0, trained on alpaca"]
+    assert table.columns[-1] == "seconds" and table["rougeL"].tolist() == [0.11, 0.12]

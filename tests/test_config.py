@@ -170,3 +170,24 @@ def test_config_readme_lists_every_schema_key():
     keys |= set(schema["$defs"]["task_entry"]["properties"])
     missing = sorted(k for k in keys if f"`{k}`" not in readme and f".{k}`" not in readme)
     assert not missing, f"config/README.md does not describe {missing}"
+
+
+def test_forgetting_and_scores_are_checked_at_start_up():
+    base = {"study": {"tasks": ["alpaca"], "models": ["gpt2"], "methods": ["lora"], "budgets": [8],
+                      "bits": ["32"], "seeds": [0]}}
+    with pytest.raises(ConfigError, match=r"^tasks\.alpaca\.forgetting: 'sst2' is a classification task"):
+        validate_config({**base, "tasks": {"alpaca": {"forgetting": "sst2"}}}, SCHEMA)
+    with pytest.raises(ConfigError, match=r"^tasks\.alpaca\.forgetting: "):
+        validate_config({**base, "tasks": {"alpaca": {"forgetting": "wikitext3"}}}, SCHEMA)
+    adapter = {"task": "alpaca", "method": "lora", "budget": 2, "bits": "32", "seed": 0}
+    with pytest.raises(ConfigError, match=r"^scores\[0\]\.adapters\[0\]: alpaca/gpt2/lora/2/32/seed0 is not a run"):
+        validate_config({**base, "scores": [{"task": "cnn_dailymail", "models": ["gpt2"], "adapters": [adapter]}]},
+                        SCHEMA)
+    cfg = validate_config({**base, "tasks": {"alpaca": {"forgetting": "wikitext2"}},
+                           "scores": [{"task": "cnn_dailymail", "models": ["gpt2"],
+                                       "adapters": [{**adapter, "budget": 8}]}]}, SCHEMA)
+    from rankbits.config import Run, expand_runs, scoring_plan
+
+    plan = scoring_plan(cfg, expand_runs(cfg))
+    assert plan == [("alpaca", "gpt2", None), ("wikitext2", "gpt2", None), ("cnn_dailymail", "gpt2", None),
+                    ("cnn_dailymail", "gpt2", Run("alpaca", "gpt2", "lora", 8, "32", 0))]

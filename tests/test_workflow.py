@@ -194,8 +194,21 @@ def test_studies_live_side_by_side_and_share_their_caches():
 
 def test_lm_study_dag_builds_offline():
     outs = dry_outputs("--configfile", str(REPO / "config" / "studies" / "lm.yaml"))
-    assert any(o.startswith("results/lm/adapters/wikitext2/smollm2-135m/lora/16/mixed:attn8-ffn4/seed0/") for o in outs)
+    assert any(o.startswith("results/lm/adapters/wikitext2/smollm2-135m/lora/8/mixed:attn8-ffn4/seed0/") for o in outs)
     assert any(o.startswith("results/lm/adapters/alpaca/smollm2-135m/pattern:empirical/16/32/seed0/") for o in outs)
+    # lr_budgets: first: budget 16 reuses budget 8's rate, so only the patterns search at 16
+    assert not any(o.startswith("results/lm/adapters/wikitext2/smollm2-135m/lora/16/") for o in outs)
+    # bases before training, forgetting's base on WikiText-2, an Alpaca adapter on CNN/DM
+    assert {"results/lm/scores/wikitext2/smollm2-135m/base.json", "results/lm/scores/alpaca/smollm2-135m/base.json",
+            "results/lm/scores/cnn_dailymail/smollm2-135m/base.json",
+            "results/lm/scores/cnn_dailymail/alpaca/smollm2-135m/lora/8/32/seed0.json"} <= outs
+
+
+def test_arms_study_dag_builds_offline():
+    outs = dry_outputs("--configfile", str(REPO / "config" / "studies" / "arms.yaml"))
+    for arm in ("rslora/2/32", "dora/2/4", "eva/2/32", "loftq/2/4", "probe/2/4"):
+        assert any(o.startswith(f"results/arms/adapters/sst2/minilm/{arm}/seed0/") for o in outs), arm
+    assert not any("/loftq/2/32/" in o for o in outs)
 
 
 def test_seed_studies_dag_builds_offline():

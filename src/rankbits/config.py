@@ -167,6 +167,9 @@ def check_grid(cfg: dict, study: str, grid: dict) -> None:
         if METHODS.get(method).own_bits and [str(b) for b in grid["bits"]] != ["32"]:
             raise ConfigError(f"{study}.bits: method {method!r} sets per-layer precision itself from "
                               f"the fp32 base; run it in a grid whose bits are [\"32\"] only")
+        for bits in grid["bits"]:
+            if (why := METHODS.get(method).bits_error(str(bits))) is not None:
+                raise ConfigError(f"{study}.bits: {method} cannot train on bits {bits!r}: {why}")
     for task in grid["tasks"]:
         for method in grid["methods"]:
             for model in grid["models"]:

@@ -86,7 +86,9 @@ class Context:
     family: Family  # locate(module) -> (layer, kind); stack(module) -> "encoder" / "decoder" / ""
     total_steps: int = 0
     upstream_dir: str | None = None
+    model_options: dict = field(default_factory=dict)
     probe: Callable | None = None
+    init_batches: Callable | None = None
     val_loss: Callable[[], float] | None = None
     model: object = None
     optimizer: object = None
@@ -301,10 +303,16 @@ def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir
         model.train()
         return loss
 
+    def init_batches(n: int):
+        """The first ``n`` batches of the run's training stream, on the device."""
+        stream = batch_stream(data.batches, run.seed)
+        return [{key: v.to(device) for key, v in next(stream).items()} for _ in range(n)]
+
     model, base_info = load_prepared_base(run, spec, device, base_dir)
     family = MODELS.get(run.model).family
     ctx = Context(run=run, opts=opts, hp=hp, dims=family.target_dims(model), family=family,
-                  total_steps=data.steps, upstream_dir=upstream_dir, probe=probe,
+                  total_steps=data.steps, upstream_dir=upstream_dir, model_options=spec["model_options"],
+                  probe=probe, init_batches=init_batches,
                   val_loss=val_loss if data.val_batches is not None else None)
     if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of
         # its record, since setup() and the replay of a method's state write to ctx.record
@@ -320,6 +328,7 @@ def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir
     transformers.set_seed(run.seed)  # the adapter starts the same whatever the allocation consumed
     model = attach_adapter(model, run.model, run.task, method, run.budget, opts, hp, data.steps,
                            allocation=allocation)
+    method.initialize(ctx, model)  # EVA, LoftQ: from data or from the base, before the optimizer
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = {
         "trainable": sum(p.numel() for p in trainable),
@@ -452,7 +461,8 @@ def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selecti
                                       pg.activations)
     selection = score_selection(model, selection_path, prob, hp, data.tokenizer, spec["task_options"], device)
     dims = module_dims(model)
-    eff = sum(r * method.params_per_rank(*dims[m]) for m, r in pg.ranks.items())
+    eff = sum(r * method.params_per_rank(*dims[m]) + method.params_per_module(*dims[m])
+              for m, r in pg.ranks.items() if r > 0)
     return {
         "run": run.as_dict(),
         "run_path": run.path,

@@ -83,8 +83,18 @@ class Method:
                     total_steps: int, task_type: str, allocation: dict[str, int] | None):
         raise NotImplementedError
 
+    def bits_error(self, bits: str) -> str | None:
+        """Why this method cannot train on a base of ``bits`` (a start-up config error), or None."""
+        return None
+
     def on_attach(self, model) -> None:
         """Called on the PEFT model right after the adapter is attached (before training)."""
+
+    def initialize(self, ctx, model) -> None:
+        """Initialise the attached adapter from data or from the base (EVA, LoftQ), before the
+        optimizer exists (so ranks may still change); what it cost goes into
+        ``ctx.record["init"]`` (seconds, rows seen). ``ctx.init_batches(n)``: the run's first
+        ``n`` training batches, on the model's device."""
 
     def setup(self, ctx) -> None:
         """Called once the optimizer exists, before the first step (``ctx``: ``TrainContext``)."""
@@ -111,6 +121,11 @@ class Method:
     def params_per_rank(self, in_features: int, out_features: int) -> int:
         """Trainable adapter parameters one unit of rank costs on a module of this shape."""
         return in_features + out_features
+
+    def params_per_module(self, in_features: int, out_features: int) -> int:
+        """Trainable adapter parameters an adapted module costs whatever its rank (DoRA's
+        magnitude vector); counted against the budget like the rank's."""
+        return 0
 
     def scaling_rank(self, budget: int, opts: dict) -> int:
         """The rank PEFT divides ``lora_alpha`` by (scaling = alpha / rank)."""
