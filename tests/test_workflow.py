@@ -63,8 +63,8 @@ def test_unknown_method_is_one_clear_line(tmp_path):
     cfg["study"]["methods"] = ["lora", "dora-ish"]
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     assert proc.returncode != 0
-    assert ("study.methods: unknown method 'dora-ish'; valid methods: adalora, adalora-transfer, grow, "
-            "joint, lora, probe, pattern:<linear-decay|") in proc.stderr
+    assert ("study.methods: unknown method 'dora-ish'; valid methods: adalora, adalora-transfer, dora, eva, grow, "
+            "joint, loftq, lora, probe, rslora, pattern:<linear-decay|") in proc.stderr
 
 
 def test_malformed_data_fails_naming_file_and_line_and_leaves_no_outputs(tmp_path):
