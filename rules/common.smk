@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import sys
@@ -140,6 +141,13 @@ def selects(w):
     return len(lr_grid(SPECS[RUN_PATTERN.format(**w)])) > 1
 
 
+@functools.lru_cache(maxsize=None)
+def read_round(path):
+    """A finished select_lr round (written once, atomically; input functions ask again and again)."""
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def searched_rates(w, rounds=None):
     """(the run's grid plus the rates its search added, the path of the last select_lr round
     read, that round's record), reading the checkpoint's rounds (``rounds``: only those before
@@ -147,8 +155,7 @@ def searched_rates(w, rounds=None):
     lrs, k, path, last = list(lr_grid(SPECS[RUN_PATTERN.format(**w)])), 0, None, None
     while rounds is None or k < rounds:
         path = checkpoints.select_lr.get(**w, round=k).output[0]
-        with open(path) as fh:
-            last = json.load(fh)
+        last = read_round(path)
         if last["status"] != "extend":
             break
         lrs.append(last["next_lr"])
@@ -159,10 +166,23 @@ def searched_rates(w, rounds=None):
 def first_of(w, axis):
     """The smallest ``axis`` value (seed or budget) among the runs the study trains that match
     ``w`` on every other axis but the seed."""
+    same = tuple(k for k in ("task", "model", "method", "budget", "bits") if k != axis)
+    return FIRSTS[axis][tuple(str(w[k]) for k in same)]
+
+
+def _firsts(axis):
+    """For ``first_of``: (values of the other axes but the seed) -> smallest ``axis`` value, once
+    at start-up rather than a scan of every spec per call (input functions run on every DAG
+    update). SPECS, not RUNS: a run another method reads (adalora for adalora-transfer) counts."""
     same = [k for k in ("task", "model", "method", "budget", "bits") if k != axis]
-    # SPECS, not RUNS: a run another method reads (adalora for adalora-transfer) counts too
-    return min(int(spec["run"][axis]) for spec in SPECS.values()
-               if all(str(spec["run"][k]) == str(w[k]) for k in same))
+    out = {}
+    for spec in SPECS.values():
+        key = tuple(str(spec["run"][k]) for k in same)
+        out[key] = min(out.get(key, int(spec["run"][axis])), int(spec["run"][axis]))
+    return out
+
+
+FIRSTS = {axis: _firsts(axis) for axis in ("budget", "seed")}
 
 
 def rate_source(w):

@@ -185,7 +185,8 @@ def direction_runs(a_values, b_values, metric="perplexity"):
     for seed, (va, vb) in enumerate(zip(a_values, b_values)):
         for method, v in (("lora", va), ("adalora", vb)):
             rows.append({"task": "wikitext2", "model": "m", "method": method, "budget": 8, "bits": "32",
-                         "seed": seed, f"metric.{metric}": v})
+                         "seed": seed, f"metric.{metric}": v, "primary_metric": metric,
+                         "higher_is_better": False})
     return pd.DataFrame(rows)
 
 

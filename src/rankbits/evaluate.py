@@ -11,7 +11,7 @@ import torch
 from .config import Run, lr_tag
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
-from .modeling import load_prepared_base, load_tokenizer
+from .modeling import load_base, load_prepared_base, load_tokenizer
 from .problems import problem, score_split
 from .runtime import advises_on_oom, git_commit, peak_memory, pick_device, repo_root
 from .selection import selection_record
@@ -186,9 +186,9 @@ def score_only(spec: dict, dev_path: str, base_dir: str, out: str, threads: int 
     prob = problem(spec["task"], spec["model"])
     tokenizer = load_tokenizer(spec["model"], spec["model_options"])
     scored = {"adapter": None}
+    bits = "32"
     if run_dir is None:
-        run = Run(spec["task"], spec["model"], "lora", 0, "32", 0)
-        model, _ = load_prepared_base(run, spec, device, base_dir)
+        model, _ = load_base(spec["model"], bits, spec["task"], spec["model_options"], device)
     else:
         m = read_json(f"{run_dir}/metrics.json")
         trained = Run(**m["run_info"]["spec"]["run"])
@@ -197,11 +197,11 @@ def score_only(spec: dict, dev_path: str, base_dir: str, out: str, threads: int 
         model = METHODS.get(run.method).adapt_base(model, m["train_info"]["allocation"] or {}, device)
         adapter = Path(run_dir.replace("/runs/", "/adapters/", 1), f"lr{lr_tag(m['train_info']['lr'])}", "adapter")
         model = PeftModel.from_pretrained(model, str(adapter))
-        scored = {"adapter": str(adapter), "run": trained.path, "lr": m["train_info"]["lr"]}
+        scored, bits = {"adapter": str(adapter), "run": trained.path, "lr": m["train_info"]["lr"]}, run.bits
     pred, values, loss = score_split(model.eval(), df, prob, tokenizer, spec["task_options"],
                                      spec["training"]["eval_batch_size"], device)
     result = {"task": spec["task"], "model": spec["model"], **scored,
-              "bits": run.bits, "metrics": values, "primary_metric": prob.task.primary_metric,
+              "bits": bits, "metrics": values, "primary_metric": prob.task.primary_metric,
               "primary_value": values[prob.task.primary_metric], "loss": loss, "n_eval": len(df),
               # what a generating task's scores come from: the first summaries beside their references
               "samples": ([{"generated": g, "reference": r} for g, r in

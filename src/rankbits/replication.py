@@ -81,9 +81,6 @@ def load_directions(path: str | Path) -> list[dict]:
     return entries
 
 
-LOWER_IS_BETTER = {"perplexity", "nll_per_token", "forgetting", "forgetting_loss"}
-
-
 def direction_verdict(e: dict, low: float, high: float, scale: float) -> str:
     """Whether the interval [low, high] of the paired difference (a better than b when > 0)
     shows the claimed direction."""
@@ -110,9 +107,13 @@ def directions_table(runs: pd.DataFrame, directions: list[dict]) -> pd.DataFrame
                                 & ((runs["budget"] == int(e["budget"])) if "budget" in e else True)]
         a, b = pick(e["a"]), pick(e["b"])
         keys = ["task", "model", "budget", "seed"]
-        paired = a[keys + [col(e)]].merge(b[keys + [col(e)]], on=keys, suffixes=("_a", "_b"))
-        sign = -1.0 if e["metric"] in LOWER_IS_BETTER else 1.0
+        paired = a[keys + [col(e), "primary_metric", "higher_is_better"]].merge(b[keys + [col(e)]], on=keys, suffixes=("_a", "_b"))
         for (task, model, budget), grp in paired.groupby(["task", "model", "budget"], sort=True):
+            # the task's direction (its registry entry, as every run records it) is its primary metric's
+            if grp["primary_metric"].iloc[0] != e["metric"]:
+                raise ValueError(f"direction {e['claim']!r}: {e['metric']} is not {task}'s primary metric "
+                                 f"({grp['primary_metric'].iloc[0]}), whose direction the runs record")
+            sign = 1.0 if grp["higher_is_better"].iloc[0] else -1.0
             diff = sign * (grp[f"{col(e)}_a"] - grp[f"{col(e)}_b"]).to_numpy()
             mean, low, high = mean_ci(diff)
             scale = float(grp[f"{col(e)}_b"].mean())
