@@ -211,6 +211,13 @@ def test_arms_study_dag_builds_offline():
     assert not any("/loftq/2/32/" in o for o in outs)
 
 
+def test_budget_study_dag_builds_offline():
+    outs = dry_outputs("--configfile", str(REPO / "config" / "studies" / "budget.yaml"))
+    for arm in ("optimal/2/32", "optimal:lora@32/8/32", "joint/2/32", "lora/2/mixed:ffn8-attn4",
+                "pattern:attention-heavy/2/4"):
+        assert any(o.startswith(f"results/budget/adapters/sst2/minilm/{arm}/seed0/") for o in outs), arm
+
+
 def test_seed_studies_dag_builds_offline():
     # from the repository, as a user runs it: Snakemake merges the file over config/config.yaml
     proc = subprocess.run([*SNAKEMAKE, "-d", str(REPO), "-n", "--forceall", "--cores", "2", "--configfile",

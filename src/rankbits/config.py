@@ -199,17 +199,28 @@ def expand_runs(cfg: dict) -> list[Run]:
 
 
 def upstream_run(run: Run | dict) -> Run | None:
-    """The run ``run``'s method builds on (same task, model, budget, bits, seed), if any."""
+    """The run ``run``'s method builds on (same task, model, budget and seed; same bits unless the
+    method names them: ``upstream = (method, bits)``), if any."""
     run = Run(**run) if isinstance(run, dict) else run
-    method = METHODS.get(run.method).upstream
-    return replace(run, method=method) if method else None
+    up = METHODS.get(run.method).upstream
+    if not up:
+        return None
+    method, bits = (up, run.bits) if isinstance(up, str) else up
+    return replace(run, method=method, bits=str(bits))
+
+
+def method_config(cfg: dict, method: str) -> dict:
+    """``methods.<method>``; a family member (``optimal:lora@32``) without an entry of its own
+    takes its family's (``methods.optimal``)."""
+    methods = cfg.get("methods", {})
+    return methods.get(method, methods.get(method.partition(":")[0], {}) if ":" in method else {})
 
 
 def resolve_training(cfg: dict, task: str, method: str, model: str | None = None) -> dict:
     """Training hyperparameters for one (task, method[, model]) by the documented precedence."""
     hp = copy.deepcopy(cfg["training"])
     hp.update(cfg.get("tasks", {}).get(task, {}).get("training", {}))
-    hp.update(cfg.get("methods", {}).get(method, {}).get("training", {}))
+    hp.update(method_config(cfg, method).get("training", {}))
     for ov in cfg.get("overrides", []):
         if all(ov.get(k, v) == v for k, v in (("task", task), ("method", method), ("model", model))):
             hp.update(ov["training"])
@@ -294,14 +305,13 @@ def run_spec(cfg: dict, run: Run) -> dict:
     spec = {
         "run": run.as_dict(),
         "training": resolve_training(cfg, run.task, run.method, run.model),
-        "method_options": method.options(
-            cfg.get("methods", {}).get(run.method, {}), where=f"methods.{run.method}"
-        ),
+        "method_options": method.options(method_config(cfg, run.method), where=f"methods.{run.method}"),
         "task_options": task_options(cfg, run.task),
         "model_options": cfg.get("models", {}).get(run.model, {}),
         "device": cfg["device"],
     }
     method.prepare(run.budget, spec["method_options"], planned_steps(spec), f"methods.{run.method}")
+    method.check_run(run, spec, f"methods.{run.method}")
     return spec
 
 

@@ -97,3 +97,27 @@ def training_memory(base: dict, trainable: list, optimizer, paged: bool, activat
             "base_by_component": base["by_component"], "activation_batch_shape": activations["batch_shape"],
             "method": "base footprint + trainable + gradients + AdamW state + saved activations "
                       "(rankbits.memory)"}
+
+
+# Bytes of one frozen Linear (out x in weight, fp32 bias) at each precision rankbits builds, as
+# ``footprint`` counts them: NF4 + double quantization packs two weights a byte, one uint8 absmax
+# per 64-weight block, an fp32 absmax per 256 blocks and one fp32 offset, and the layer's own
+# 16- and 256-entry fp32 code tables; LLM.int8 one byte a weight and an fp32 scale per row.
+NF4_BLOCK, DQ_BLOCK = 64, 256
+
+
+def linear_bytes(n_in: int, n_out: int, bits: int, bias: bool, full_bytes: int = 4) -> int:
+    n = n_in * n_out
+    b = 4 * n_out if bias else 0
+    if bits == 4:
+        blocks = -(-n // NF4_BLOCK)
+        return -(-n // 2) + blocks + 4 * -(-blocks // DQ_BLOCK) + 4 + 4 * (16 + 256) + b
+    if bits == 8:
+        return n + 4 * n_out + b
+    return full_bytes * n + b
+
+
+def adapter_bytes(rank: int, n_in: int, n_out: int, param_bytes: int = 4) -> int:
+    """Training bytes of a LoRA module at ``rank`` (A and B): weights, gradients, AdamW's two
+    moments in the weights' dtype, and AdamW's fp32 step count per tensor."""
+    return 0 if rank == 0 else 4 * param_bytes * rank * (n_in + n_out) + 2 * 4

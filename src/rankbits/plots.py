@@ -108,9 +108,10 @@ def final_ranks(run_dir: str | Path, metrics: dict) -> dict[str, float]:
 
 
 def draw_heatmap(ax, mat, layers, kinds, *, cmap="viridis", vmin=None, vmax=None, fmt="{:.0f}",
-                 color=None, annotate=True):
+                 color=None, annotate=True, norm=None):
     """A layers x module-kinds matrix on ``ax``, each finite cell labelled with ``fmt``."""
-    im = ax.imshow(mat, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+    scale = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
+    im = ax.imshow(mat, cmap=cmap, aspect="auto", origin="lower", **scale)
     if annotate:
         for i in range(len(layers)):
             for j in range(len(kinds)):
@@ -127,26 +128,45 @@ def _draw_ranks(ax, mat, layers, kinds, vmax, annotate=True):
                         color=lambda v: "white" if v < vmax / 2 else "black")
 
 
+BITS_CMAP = matplotlib.colors.ListedColormap(["#3b4cc0", "#8db0fe", "#f2f2f2"])
+BITS_NORM = matplotlib.colors.BoundaryNorm([0, 6, 16, 64], 3)
+
+
 def rank_heatmap(run_dir: str, out: str) -> None:
+    """A run's final rank per module (layers x kinds); for an arm that also set each layer's
+    precision (``joint``, ``optimal``: ``allocation.bit_map``), its bit map beside it."""
     m = read_json(Path(run_dir) / "metrics.json")
     ri = m["run_info"]
     if ri["status"] != "success":  # a failed run (see failed_runs): say so where its map would be
         return message_figure(f"{ri['run_path']}: training failed\n" + m["failure"][0]["error"][:160],
                               out, (6, 1.6))
     ti = m["train_info"]
-    panels = heatmap_panels(final_ranks(run_dir, m), ri["model"])  # encoder-decoder: two
+    ranks = final_ranks(run_dir, m)
+    panels = heatmap_panels(ranks, ri["model"])  # encoder-decoder: two
     vmax = max(ti["method_options"].get("init_r") or ri["budget"], max(np.nanmax(p[3]) for p in panels))
-    width = sum(1.0 + 0.9 * len(kinds) for _, _, kinds, _ in panels)
-    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+    bit_map = (ti.get("allocation") or {}).get("bit_map")
+    bit_panels = heatmap_panels({k: bit_map.get(k, 32) for k in ranks}, ri["model"]) if bit_map else []
+    columns = [("rank", p) for p in panels] + [("bits", p) for p in bit_panels]
+    width = sum(1.6 + 0.9 * len(p[2]) for _, p in columns)
+    fig, axes = plt.subplots(1, len(columns), squeeze=False,
                              figsize=(width, 0.9 + 0.45 * max(len(p[1]) for p in panels)))
-    for ax, (stack, layers, kinds, mat) in zip(axes[0], panels):
-        im = _draw_ranks(ax, mat, layers, kinds, vmax)
+    for ax, (what, (stack, layers, kinds, mat)) in zip(axes[0], columns):
+        if what == "rank":
+            im = _draw_ranks(ax, mat, layers, kinds, vmax)
+        else:  # 4 / 8 / 32 in three fixed colours, so every run's bit map reads alike
+            im = draw_heatmap(ax, mat, layers, kinds, cmap=BITS_CMAP, norm=BITS_NORM,
+                              color=lambda v: "white" if v < 6 else "black")
         ax.set_xlabel("module")
         ax.set_ylabel(f"{stack} layer" if stack else "layer")
-    fig.suptitle(f"{ri['task']} / {ri['model']} / {ri['method']}, budget {ri['budget']}, {bits_label(ri['bits'])}, "
+        if bit_panels:
+            ax.set_title("rank per module" if what == "rank" else "bits per weight (32: full)", fontsize=9)
+        bar = fig.colorbar(im, ax=ax, label=what)
+        if what == "bits":
+            bar.set_ticks([3, 11, 40], labels=["4 (NF4+DQ)", "8 (int8)", "32 (full)"])
+    base = "bits per layer as mapped" if bit_map else bits_label(ri["bits"])
+    fig.suptitle(f"{ri['task']} / {ri['model']} / {ri['method']}, budget {ri['budget']}, {base}, "
                  f"seed {ri['seed']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
                  f"{ti['effective_adapter_params']:,} adapter params", fontsize=9, y=1.0 + 0.6 / fig.get_figheight())
-    fig.colorbar(im, ax=axes[0].tolist(), label="rank")
     save(fig, out)
 
 

@@ -89,6 +89,8 @@ class Context:
     model_options: dict = field(default_factory=dict)
     probe: Callable | None = None
     init_batches: Callable | None = None
+    load_base: Callable | None = None  # a fresh copy of the run's base, as training loads it
+    peak_batch: Callable | None = None  # the batch the memory model measures activations on
     val_loss: Callable[[], float] | None = None
     model: object = None
     optimizer: object = None
@@ -308,11 +310,15 @@ def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir
         stream = batch_stream(data.batches, run.seed)
         return [{key: v.to(device) for key, v in next(stream).items()} for _ in range(n)]
 
+    def peak_batch():
+        return {k: v.to(device) for k, v in memory.peak_batch(data.batches, hp["batch_size"]).items()}
+
     model, base_info = load_prepared_base(run, spec, device, base_dir)
     family = MODELS.get(run.model).family
     ctx = Context(run=run, opts=opts, hp=hp, dims=family.target_dims(model), family=family,
                   total_steps=data.steps, upstream_dir=upstream_dir, model_options=spec["model_options"],
-                  probe=probe, init_batches=init_batches,
+                  probe=probe, init_batches=init_batches, peak_batch=peak_batch,
+                  load_base=lambda: load_prepared_base(run, spec, device, base_dir)[0],
                   val_loss=val_loss if data.val_batches is not None else None)
     if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of
         # its record, since setup() and the replay of a method's state write to ctx.record

@@ -24,8 +24,9 @@ class Method:
     rank_adaptive: bool = False
     # ranks differ between modules (the run gets a rank heatmap)
     rank_map: bool = False
-    # a method whose finished run (same task, model, budget, bits, seed) this one reads
-    upstream: str | None = None
+    # a method whose finished run (same task, model, budget, bits, seed) this one reads, or a
+    # (method, bits) pair: that method's run at those bits
+    upstream: str | tuple[str, str] | None = None
     # sets the base's per-layer precision itself (``adapt_base``): runs only with bits "32"
     own_bits: bool = False
     # may train with bitsandbytes' paged AdamW (quantized base on CUDA, training.paged_optimizer);
@@ -64,6 +65,10 @@ class Method:
         start-up for every run with the planned steps (``config.planned_steps``) and again by
         the training job with the steps its data gives."""
         return dict(opts)
+
+    def check_run(self, run, spec: dict, where: str) -> None:
+        """A ConfigError for a run this method cannot make, found from the run and its spec at
+        start-up (before any job); the default checks nothing."""
 
     def allocate(self, ctx) -> dict[str, int] | None:
         """Rank per target module (0: not adapted), decided before training; ``ctx`` is the

@@ -1,0 +1,183 @@
+"""The ``optimal`` arm: rank and bits chosen jointly under a training-memory budget. The solver
+on instances with a known optimum, the byte costs against ``footprint``, the utility's terms,
+start-up errors, and (slow) the arm trained for real against a QLoRA run's memory."""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import SCHEMA, needs_shared_data, small_spec, train_and_evaluate
+from rankbits.knapsack import Infeasible, Problem, minimum_cost, solve
+
+
+def brute_force(p: Problem, budget: float):
+    best = None
+    for choice in itertools.product(*(range(len(c)) for c in p.cost)):
+        active = [g for g, k in enumerate(choice) if p.active[g][k]]
+        if not active:
+            continue
+        first = min(p.stage[g] for g in active)
+        cost = p.fixed + sum(p.cost[g][k] for g, k in enumerate(choice)) + sum(p.stage_cost[first:])
+        util = sum(p.utility[g][k] for g, k in enumerate(choice))
+        if cost <= budget and (best is None or util > best[0] + 1e-12):
+            best = (util, cost, list(choice))
+    return best
+
+
+def test_solver_returns_the_known_optimum():
+    # two modules in two layers; options: (rank 0), (rank 4), (rank 8). Adapting only the layer-1
+    # module skips layer 0's activations (10 bytes): with budget 30 the best is rank 8 on module 1
+    # alone (utility 5, cost 5 + 12 + 10 = 27), not rank 4 on both (4 + 3 = 7 would cost
+    # 5 + 6 + 6 + 10 + 10 = 37)
+    p = Problem(cost=[[0, 6, 12], [0, 6, 12]], utility=[[0, 3, 4], [0, 4, 5]],
+                active=[[False, True, True]] * 2, stage=[0, 1], stage_cost=[10, 10], fixed=5)
+    choice, cost, util = solve(p, 30)
+    assert (choice, cost, util) == ([0, 2], 27, 5)
+    choice, cost, util = solve(p, 37)
+    assert (choice, cost, util) == ([1, 1], 37, 7)
+
+
+def test_solver_matches_brute_force_and_is_deterministic():
+    rng = random.Random(3)
+    for _ in range(25):
+        groups, stages = 5, 3
+        p = Problem(cost=[[rng.randint(1, 20) for _ in range(4)] for _ in range(groups)],
+                    utility=[[rng.random() for _ in range(4)] for _ in range(groups)],
+                    active=[[k > 0 for k in range(4)] for _ in range(groups)],
+                    stage=[min(g // 2, stages - 1) for g in range(groups)],
+                    stage_cost=[rng.randint(0, 9) for _ in range(stages)], fixed=3)
+        budget = rng.randint(15, 80)
+        best = brute_force(p, budget)
+        if best is None:
+            with pytest.raises(Infeasible):
+                solve(p, budget)
+            continue
+        first = solve(p, budget)
+        assert abs(first[2] - best[0]) < 1e-9
+        assert solve(p, budget) == first  # same instance, same answer
+
+
+def test_solver_says_the_minimum_when_nothing_fits():
+    p = Problem(cost=[[0, 6], [0, 6]], utility=[[0, 1], [0, 1]], active=[[False, True]] * 2,
+                stage=[0, 1], stage_cost=[10, 10], fixed=5)
+    assert minimum_cost(p) == 21  # rank on the last layer's module only: 5 + 6 + 10
+    with pytest.raises(Infeasible) as err:
+        solve(p, 20)
+    assert err.value.minimum == 21 and "the smallest needs 21" in str(err.value)
+
+
+def test_a_thirty_layer_instance_solves_fast():
+    import time
+
+    rng = random.Random(0)
+    options = [(p, r) for p in (4, 8, 32) for r in (0, 2, 4, 8, 16)]
+    groups = 30 * 7
+    p = Problem(cost=[[1e5 * p + 3e4 * r + (2e6 if r else 0) for p, r in options] for _ in range(groups)],
+                utility=[[w * ((1 - 0.8 ** r) - {4: 0.1, 8: 0.01, 32: 0}[p]) for p, r in options]
+                         for w in (rng.random() for _ in range(groups))],
+                active=[[r > 0 for _, r in options]] * groups, stage=[g // 7 for g in range(groups)],
+                stage_cost=[3e7] * 30, fixed=1e8)
+    t0 = time.process_time()
+    solve(p, 1e8 + 30 * 3e7 + groups * 2e6)
+    assert time.process_time() - t0 < 5  # a loose bound: bench figures are in RESULTS, not here
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("shape", [(384, 384), (384, 1536), (1536, 384), (576, 192)])
+def test_layer_bytes_are_what_footprint_counts(shape, bits):
+    from rankbits.bits.mixed import to_int8, to_nf4
+    from rankbits.footprint import footprint
+    from rankbits.memory import linear_bytes
+
+    class Wrapped(torch.nn.Sequential):
+        def get_memory_footprint(self):
+            return 0
+
+    layer = (to_nf4 if bits == 4 else to_int8)(torch.nn.Linear(*shape), "cpu")
+    assert footprint(Wrapped(layer))["total_bytes"] == linear_bytes(*shape, bits, bias=True)
+
+
+def test_utility_terms_explained_variance_and_quantization_error():
+    from rankbits.methods.optimal import layer_statistics
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(64, 32)
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.proj(input_ids)
+
+    torch.manual_seed(0)
+    u = torch.randn(64)
+    x = torch.randn(2, 50, 1) * u + 0.01 * torch.randn(2, 50, 64)  # inputs along one direction
+    stats = layer_statistics(Net(), {"proj": (64, 32)}, [{"input_ids": x}], [4, 8])["proj"]
+    assert stats["ev_curve"][0] > 0.99 and stats["ev_curve"][-1] == pytest.approx(1.0)
+    err = stats["error"]
+    assert err[32] == 0 and 0 < err[8] < err[4] < 0.5
+
+
+def test_names_and_start_up_errors(base_config):
+    from rankbits.config import ConfigError, Run, expand_runs, run_spec, upstream_run, validate_config
+    from rankbits.methods import METHODS
+
+    assert upstream_run(Run("sst2", "minilm", "optimal", 8, "32", 1)) == Run("sst2", "minilm", "lora", 8, "4", 1)
+    assert upstream_run(Run("sst2", "minilm", "optimal:lora@32", 8, "32", 1)).bits == "32"
+    assert upstream_run(Run("sst2", "minilm", "optimal:700mib", 8, "32", 1)) is None
+    assert "LoRA NF4+DQ" in METHODS.get("optimal").label
+    for bad in ("optimal:lora", "optimal:nolora@4", "optimal:lora@5", "optimal:joint@4", "optimal:0mib"):
+        with pytest.raises(KeyError):
+            METHODS.get(bad)
+    cfg = {**base_config, "study": {"tasks": ["sst2"], "models": ["minilm"], "methods": ["optimal:20mib"],
+                                   "budgets": [2], "bits": ["32"], "seeds": [0]}}
+    cfg = validate_config(cfg, SCHEMA)
+    with pytest.raises(ConfigError) as err:  # as the workflow builds every run's spec at start-up
+        [run_spec(cfg, run) for run in expand_runs(cfg)]
+    msg = str(err.value)
+    assert "\n" not in msg and "methods.optimal:20mib: 20 MiB" in msg and "51.4 MiB" in msg
+    cfg["study"] = {**cfg["study"], "methods": ["optimal"], "bits": ["4"]}
+    with pytest.raises(ConfigError, match="optimal"):  # it sets each layer's bits itself
+        validate_config(cfg, SCHEMA)
+
+
+@needs_shared_data("sst2")
+@pytest.mark.slow
+def test_optimal_arm_trains_within_qloras_memory(sst2_tokens, tmp_path, tmp_path_factory):
+    from conftest import base_maker
+
+    bases = base_maker(tmp_path_factory, sst2_tokens, "cpu")
+    qlora, _ = train_and_evaluate(small_spec("lora", bits="4", budget=2), sst2_tokens, tmp_path / "q",
+                                  base=bases("4"))
+    spec = small_spec("optimal", budget=2, methods={"optimal": {"steps": 2}})
+    runs = []
+    for k in range(2):  # twice: the arm is deterministic
+        info, metrics = train_and_evaluate(spec, sst2_tokens, tmp_path / f"o{k}", upstream=str(tmp_path / "q" / "lora"))
+        runs.append((info, metrics))
+    info, metrics = runs[0]
+    budget = qlora["training_memory"]["total_bytes"]
+    opt = info["allocation"]["optimal"]
+    assert opt["budget_bytes"] == budget
+    total = info["training_memory"]["total_bytes"]
+    # by the memory model the run holds at most the budget, and the budget binds: within 2%
+    assert 0.98 * budget <= total <= budget
+    assert opt["rounds"][-1]["measured_bytes"] == total  # what was measured before training is what trained
+    assert abs(opt["rounds"][-1]["predicted_bytes"] - total) / total < 0.02
+    # what trained is what was chosen: ranks, and the base's bit map
+    chosen = opt["chosen"]
+    trained = json.loads((tmp_path / "o0" / "optimal" / "rank_pattern.json").read_text())
+    assert trained == {m: c["rank"] for m, c in chosen.items() if c["rank"] > 0}
+    assert info["allocation"]["bit_map"] == {m: c["bits"] for m, c in chosen.items() if c["bits"] != 32}
+    from rankbits.modeling import load_base
+    from rankbits.models import MODELS
+
+    dims = MODELS.get("minilm").family.target_dims(load_base("minilm", "32", "sst2", {}, torch.device("cpu"))[0])
+    quantized = info["base"]["footprint"]["quantized_linear_params"]
+    assert quantized == sum(a * b for m, (a, b) in dims.items() if chosen[m]["bits"] != 32) > 0
+    # the reloaded adapter on the rebuilt base scores what training-time evaluation would
+    assert metrics["eval_info"]["metrics"]["accuracy"] == runs[1][1]["eval_info"]["metrics"]["accuracy"]
+    assert runs[1][0]["allocation"]["optimal"]["chosen"] == chosen
+    assert runs[1][0]["training_memory"]["total_bytes"] == total
