@@ -1,4 +1,4 @@
-"""The PEFT arms a practitioner expects (rsLoRA, DoRA/QDoRA, EVA, LoftQ), each trained and
+"""The PEFT arms a practitioner expects (rsLoRA, DoRA/QDoRA, EVA, LoftQ, PiSSA/QPiSSA), each trained and
 evaluated through the real jobs on MiniLM and real SST-2 rows, on fp32 and NF4+DQ bases: the
 saved adapter reloads to the outputs it had at the end of training, and the parameters it
 reports are the ones it trains."""
@@ -10,7 +10,7 @@ from conftest import SCHEMA, base_maker, needs_shared_data, small_spec
 
 pytestmark = [needs_shared_data("sst2"), pytest.mark.slow]
 
-ARMS = {"rslora": ["32", "4"], "dora": ["32", "4"], "eva": ["32", "4"], "loftq": ["4"]}
+ARMS = {"rslora": ["32", "4"], "dora": ["32", "4"], "eva": ["32", "4"], "loftq": ["4"], "pissa": ["32", "4"]}
 
 
 @pytest.mark.parametrize("method, bits", [(m, b) for m, bits in ARMS.items() for b in bits])
@@ -37,7 +37,7 @@ def test_arm_trains_evaluates_and_reloads(method, bits, sst2_tokens, tmp_path, t
         assert info["allocation"]["init"]["batches"] == 2 and info["allocation"]["init"]["rows"] == 16
     else:
         assert match["deviation"] == 0
-    if method == "loftq":
+    if method in ("loftq", "pissa"):
         assert info["allocation"]["init"]["seconds"] > 0
 
 
@@ -72,6 +72,45 @@ def test_loftq_starts_closer_to_the_full_precision_weights(sst2_tokens, tmp_path
             err.append(float(torch.linalg.norm(originals[name].weight - (w + delta.detach()))))
         errors[stage] = sum(err)
     assert errors["loftq"] < 0.97 * errors["plain"], errors
+
+
+@pytest.mark.parametrize("bits", ["32", "4"])
+def test_pissa_starts_at_the_model_and_quantizes_a_smaller_residual(bits, sst2_tokens, tmp_path_factory):
+    """At step 0 residual + s B A is the original weight (fp32: exactly; NF4+DQ: up to the
+    residual's quantization error, which is smaller than the plain 4-bit base's error)."""
+    import torch
+
+    from rankbits.bits.mixed import _weight
+    from rankbits.config import Run
+    from rankbits.methods import METHODS, adapted_modules
+    from rankbits.modeling import attach_adapter, load_base, load_prepared_base
+    from rankbits.quant import dequantized_weight
+    from rankbits.train import Context
+
+    base = str(base_maker(tmp_path_factory, sst2_tokens, "cpu")(bits)) if bits != "32" else None
+    spec = small_spec("pissa", bits, budget=8)
+    cpu = torch.device("cpu")
+    model, _ = load_prepared_base(Run(**spec["run"]), spec, cpu, base)
+    model = attach_adapter(model, "minilm", "sst2", METHODS.get("pissa"), 8, {}, spec["training"], 4)
+
+    def weight(layer):
+        b = layer.get_base_layer()
+        return dequantized_weight(b) if bits != "32" else _weight(b)[2]
+
+    plain = {name: weight(layer) for name, layer in adapted_modules(model)}
+    ctx = Context(run=Run(**spec["run"]), opts={}, hp=spec["training"], dims={}, family=None)
+    METHODS.get("pissa").initialize(ctx, model)
+    originals = dict(load_base("minilm", "32", "sst2", {}, cpu)[0].named_modules())
+    err_plain = err_pissa = 0.0
+    for name, layer in adapted_modules(model):
+        w = _weight(originals[name])[2]
+        delta = (layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]).detach()
+        err_pissa += float(torch.linalg.norm(w - (weight(layer) + delta)))
+        err_plain += float(torch.linalg.norm(w - plain[name]))
+    if bits == "32":
+        assert err_pissa < 1e-3 * len(plain) and err_plain == 0
+    else:
+        assert err_pissa < 0.95 * err_plain, (err_pissa, err_plain)
 
 
 def test_method_bits_pairs_peft_cannot_train_fail_at_start_up():

@@ -206,7 +206,7 @@ def test_lm_study_dag_builds_offline():
 
 def test_arms_study_dag_builds_offline():
     outs = dry_outputs("--configfile", str(REPO / "config" / "studies" / "arms.yaml"))
-    for arm in ("rslora/2/32", "dora/2/4", "eva/2/32", "loftq/2/4", "probe/2/4"):
+    for arm in ("rslora/2/32", "dora/2/4", "eva/2/32", "loftq/2/4", "probe/2/4", "pissa/2/4"):
         assert any(o.startswith(f"results/arms/adapters/sst2/minilm/{arm}/seed0/") for o in outs), arm
     assert not any("/loftq/2/32/" in o for o in outs)
 
