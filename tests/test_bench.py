@@ -60,3 +60,10 @@ def test_method_cost_bench_runs_quick():
     out = bench("method_cost.py", "--data_root", str(SHARED_DATA))
     rows = [line for line in out.splitlines() if "ms/step" in line]
     assert len(rows) == 2 and "ratio 1.00" in rows[0]  # LoRA fp32 is the reference; no timing assertion
+
+
+@pytest.mark.slow
+def test_allocation_solve_bench_runs_quick():
+    out = bench("allocation_solve.py")
+    lines = [x for x in out.splitlines() if "proven optimal" in x]
+    assert len(lines) == 3 and all("proven optimal: True" in x for x in lines)  # no timing assertion

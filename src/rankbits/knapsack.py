@@ -11,6 +11,7 @@ must be active (an adapter needs a module). Maximise total utility with
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,12 +46,25 @@ def _layout(p: Problem):
 def minimum_cost(p: Problem) -> float:
     """Bytes of the cheapest configuration with at least one adapted module (exact, by the same
     program with the cost as objective)."""
-    return _solve(p, objective="cost", budget=None)[1]
+    return _solve(p, objective="cost", budget=None).total
 
 
-def solve(p: Problem, budget: float) -> tuple[list[int], float, float]:
-    """(option index per group, total bytes, total utility) of the best configuration within
-    ``budget``; ``Infeasible`` (with the minimum) if none fits."""
+@dataclass
+class Solution:
+    choice: list[int]  # option index per group
+    total: float  # bytes, fixed included
+    utility: float
+    exact: bool  # proven optimal (gap 0); False: the best found within TIME_LIMIT seconds
+    gap: float
+    seconds: float  # process CPU seconds of the solve
+
+
+TIME_LIMIT = 60.0
+
+
+def solve(p: Problem, budget: float) -> Solution:
+    """The best configuration within ``budget`` (proven optimal: HiGHS with a relative gap of
+    0); ``Infeasible`` (with the minimum) if none fits."""
     return _solve(p, objective="utility", budget=budget)
 
 
@@ -89,15 +103,17 @@ def _solve(p: Problem, objective: str, budget: float | None):
     scale = np.maximum(np.abs(a).max(axis=1), 1.0)
     a, lo, hi = a / scale[:, None], np.array(lo) / scale, np.array(hi) / scale
     c = cost / max(cost.max(), 1.0) if objective == "cost" else -util
-    res = milp(c, constraints=LinearConstraint(a, lo, hi), integrality=np.ones(n),
-               bounds=Bounds(0, 1), options={"presolve": True})
-    if res.status != 0 or res.x is None:
+    # mip_rel_gap 0: HiGHS' default (1e-4) stops at solutions measurably short of the optimum
+    t0 = time.process_time()
+    res = milp(c, constraints=LinearConstraint(a, lo, hi), integrality=np.ones(n), bounds=Bounds(0, 1),
+               options={"presolve": True, "mip_rel_gap": 0.0, "time_limit": TIME_LIMIT})
+    if res.x is None:
         if objective == "cost":
             raise RuntimeError(f"knapsack: no configuration at all ({res.message})")
         floor = minimum_cost(p)
         raise Infeasible(f"no configuration fits {budget:.0f} bytes; the smallest needs {floor:.0f}", floor)
     x = np.round(res.x).astype(int)
     choice = [int(np.argmax(x[offsets[g]:offsets[g] + len(c)])) for g, c in enumerate(p.cost)]
-    total = p.fixed + float(cost @ x)
-    return choice, total, float(util @ x)
+    return Solution(choice, p.fixed + float(cost @ x), float(util @ x), res.status == 0,
+                    float(getattr(res, "mip_gap", 0.0) or 0.0), time.process_time() - t0)
 

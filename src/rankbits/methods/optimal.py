@@ -117,16 +117,17 @@ class Optimal(Probe):
         target, rounds, result = budget, [], None
         for _ in range(ROUNDS):
             try:
-                choice, predicted, utility = solve(problem, target)
+                sol = solve(problem, target)
             except Infeasible as exc:
                 raise ValueError(
                     f"{ctx.run.path}: the budget {budget / MIB:.1f} MiB ({source}) is below the "
                     f"smallest configuration {self.name} can build: {exc.minimum / MIB:.1f} MiB") from None
-            config = {m: options[k] for m, k in zip(model.modules, choice)}
+            config = {m: options[k] for m, k in zip(model.modules, sol.choice)}
             measured = model.measure({m: r for m, (_, r) in config.items()},
                                      {m: p for m, (p, _) in config.items() if p != 32})
-            rounds.append({"target_bytes": target, "predicted_bytes": predicted,
-                           "measured_bytes": measured["total"], "utility": utility})
+            rounds.append({"target_bytes": target, "predicted_bytes": sol.total, "measured_bytes": measured["total"],
+                           "utility": sol.utility, "proven_optimal": sol.exact, "gap": sol.gap,
+                           "solve_seconds": sol.seconds})
             result = config
             if measured["total"] <= budget:
                 break
