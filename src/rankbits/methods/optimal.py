@@ -87,7 +87,7 @@ class Optimal(Probe):
         up = Path(ctx.upstream_dir)  # a finished run (metrics.json) or its training (train_info.json)
         info = read_json(up / "metrics.json")["train_info"] if (up / "metrics.json").exists() \
             else read_json(up / "train_info.json")
-        return float(info["training_memory"]["total_bytes"]), f"training memory of {info['run_path']}"
+        return float(info["training_memory"]["total_bytes"]), f"training memory of {up}"
 
     def check_run(self, run, spec, where: str) -> None:
         """A fixed budget below the base's weights with every adapted layer NF4+DQ (adapters,
