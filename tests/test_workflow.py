@@ -64,7 +64,8 @@ def test_unknown_method_is_one_clear_line(tmp_path):
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     assert proc.returncode != 0
     assert ("study.methods: unknown method 'dora-ish'; valid methods: adalora, adalora-transfer, dora, eva, grow, "
-            "joint, loftq, lora, probe, rslora, pattern:<linear-decay|") in proc.stderr
+            "joint, loftq, lora, optimal, pissa, probe, rslora, optimal:<method@bits|Nmib>, "
+            "pattern:<linear-decay|") in proc.stderr
 
 
 def test_malformed_data_fails_naming_file_and_line_and_leaves_no_outputs(tmp_path):

@@ -29,8 +29,10 @@ out): 4 bytes per token per unit of rank, a per-module branch cost in proportion
 width, and a per-layer cost paid by every layer from the first adapted one up (autograd keeps
 nothing below it), which makes freezing early layers a choice the solver can buy memory with.
 The program is solved exactly (``rankbits.knapsack``); the chosen configuration is then built
-and measured; if it exceeds the budget the budget is lowered by the excess and the program
-solved again. ``train_info.allocation.optimal`` records the budget, the prediction, the
+and measured; if it exceeds the budget the target is lowered by the excess and the program
+solved again, and if it falls more than 2% short the target is raised by half the slack (at
+most 4 rounds; the best configuration measured within the budget is kept).
+``train_info.allocation.optimal`` records the budget, the prediction, the
 measurement, the bit map, the ranks, and what the choice cost (seconds).
 """
 from __future__ import annotations
@@ -49,6 +51,7 @@ from .probe import Probe
 
 MIB = 2 ** 20
 ROUNDS = 4  # solve-measure rounds before giving up on meeting the budget
+TOLERANCE = 0.02  # a measured fit this close under the budget ends the rounds
 
 
 class Optimal(Probe):
@@ -114,7 +117,9 @@ class Optimal(Probe):
         model = Model(ctx, self, stats)
         options = [(p, r) for p in sorted(ctx.opts["precisions"]) for r in sorted(ctx.opts["ranks"])]
         problem = model.problem(options, share)
-        target, rounds, result = budget, [], None
+        # solve, build, measure: over the budget, lower the target by the excess; more than
+        # TOLERANCE under it, raise the target by half the slack; keep the best measured fit
+        target, rounds, result, chosen_round = budget, [], None, None
         for _ in range(ROUNDS):
             try:
                 sol = solve(problem, target)
@@ -124,21 +129,25 @@ class Optimal(Probe):
                     f"smallest configuration {self.name} can build: {exc.minimum / MIB:.1f} MiB") from None
             config = {m: options[k] for m, k in zip(model.modules, sol.choice)}
             measured = model.measure({m: r for m, (_, r) in config.items()},
-                                     {m: p for m, (p, _) in config.items() if p != 32})
-            rounds.append({"target_bytes": target, "predicted_bytes": sol.total, "measured_bytes": measured["total"],
+                                     {m: p for m, (p, _) in config.items() if p != 32})["total"]
+            rounds.append({"target_bytes": target, "predicted_bytes": sol.total, "measured_bytes": measured,
                            "utility": sol.utility, "proven_optimal": sol.exact, "gap": sol.gap,
                            "solve_seconds": sol.seconds})
-            result = config
-            if measured["total"] <= budget:
+            if measured <= budget and (result is None or sol.utility > rounds[chosen_round]["utility"]):
+                result, chosen_round = config, len(rounds) - 1
+            if measured > budget:
+                target -= measured - budget
+            elif measured >= (1 - TOLERANCE) * budget:
                 break
-            target -= measured["total"] - budget
-        else:
+            else:
+                target += (budget - measured) / 2
+        if result is None:
             raise ValueError(f"{ctx.run.path}: {self.name}: no configuration measured within "
                              f"{budget / MIB:.1f} MiB after {ROUNDS} rounds: {rounds}")
         ranks = {m: r for m, (_, r) in result.items()}
         ctx.record["bit_map"] = {m: p for m, (p, _) in sorted(result.items()) if p != 32}
         ctx.record["optimal"] = {
-            "budget_bytes": budget, "budget_source": source, "rounds": rounds,
+            "budget_bytes": budget, "budget_source": source, "rounds": rounds, "chosen_round": chosen_round,
             "chosen": {m: {"bits": p, "rank": r} for m, (p, r) in sorted(result.items())},
             "utility_terms": {m: {"importance_share": share[m], "ev": {r: model.ev(m, r) for r in sorted(ctx.opts["ranks"])},
                                   "quant_error": stats[m]["error"]} for m in sorted(share)},
@@ -341,4 +350,4 @@ def make(arg: str) -> Optimal:
 
 
 register(Optimal())
-METHODS.register_family("optimal", make, "optimal:<method>@<bits> | optimal:<N>mib")
+METHODS.register_family("optimal", make, "optimal:<method@bits|Nmib>")
