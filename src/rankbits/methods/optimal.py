@@ -37,6 +37,9 @@ measurement, the bit map, the ranks, and what the choice cost (seconds).
 """
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import re
 import time
 import warnings
@@ -46,7 +49,8 @@ import torch
 
 from .. import memory
 from ..knapsack import Infeasible, Problem, solve
-from . import METHODS, adapted_modules, register
+from . import METHODS, register
+from .joint import Joint
 from .probe import Probe
 
 MIB = 2 ** 20
@@ -87,10 +91,8 @@ class Optimal(Probe):
 
         if ctx.upstream_dir is None:
             raise ValueError(f"{ctx.run.path}: {self.name} needs the matching run's directory (upstream_dir)")
-        up = Path(ctx.upstream_dir)  # a finished run (metrics.json) or its training (train_info.json)
-        info = read_json(up / "metrics.json")["train_info"] if (up / "metrics.json").exists() \
-            else read_json(up / "train_info.json")
-        return float(info["training_memory"]["total_bytes"]), f"training memory of {up}"
+        info = read_json(Path(ctx.upstream_dir) / "metrics.json")["train_info"]
+        return float(info["training_memory"]["total_bytes"]), f"training memory of {ctx.upstream_dir}"
 
     def check_run(self, run, spec, where: str) -> None:
         """A fixed budget below the base's weights with every adapted layer NF4+DQ (adapters,
@@ -99,7 +101,7 @@ class Optimal(Probe):
 
         if self.budget_mib is None:
             return
-        floor = weights_floor(run, spec)
+        floor = weights_floor(run.model, run.task, json.dumps(spec["model_options"], sort_keys=True))
         if floor is not None and floor > self.budget_mib * MIB:
             raise ConfigError(f"{where}: {self.budget_mib:g} MiB is below the smallest training memory "
                               f"{run.model} can have: its base alone, every adapted layer NF4+DQ, "
@@ -112,9 +114,10 @@ class Optimal(Probe):
         total = sum(importance.values())
         share = {m: (v / total if total > 0 else 1 / len(importance)) for m, v in importance.items()}
         budget, source = self.budget_bytes(ctx)
-        stats = layer_statistics(ctx.load_base(), ctx.dims, ctx.init_batches(ctx.opts["batches"]),
+        base = ctx.load_base()  # read once; every configuration measured is built on a copy
+        stats = layer_statistics(base, ctx.dims, ctx.init_batches(ctx.opts["batches"]),
                                  [p for p in ctx.opts["precisions"] if p != 32])
-        model = Model(ctx, self, stats)
+        model = Model(ctx, self, stats, base)
         options = [(p, r) for p in sorted(ctx.opts["precisions"]) for r in sorted(ctx.opts["ranks"])]
         problem = model.problem(options, share)
         # solve, build, measure: over the budget, lower the target by the excess; more than
@@ -154,10 +157,7 @@ class Optimal(Probe):
             "cost_model": model.calibration, "seconds": time.perf_counter() - t0}
         return ranks
 
-    def adapt_base(self, model, record: dict, device):
-        from ..bits.mixed import quantize_modules
-
-        return quantize_modules(model, {m: int(p) for m, p in record["bit_map"].items()}, device)
+    adapt_base = Joint.adapt_base  # the recorded bit map, quantized from the fp32 base
 
 
 @torch.no_grad()
@@ -167,12 +167,11 @@ def layer_statistics(base, dims: dict, batches: list[dict], precisions: list[int
     from ..bits.mixed import _weight, to_int8, to_nf4
     from ..quant import dequantized_weight, real_tokens
 
-    mods = dict(base.named_modules())
-    names = {n: next(k for k in mods if k == n or k.endswith("." + n)) for n in dims}
+    mods = dict(base.named_modules())  # ``dims`` names modules of this model
     gram, sums, count = {}, {}, {}
 
     def hook(name):
-        def pre(mod, args, kwargs=None):
+        def pre(mod, args):
             x = real_tokens(args[0].detach(), mask).float()
             x = x.reshape(-1, x.shape[-1])
             gram[name] = gram.get(name, 0) + (x.T @ x).double()
@@ -180,7 +179,7 @@ def layer_statistics(base, dims: dict, batches: list[dict], precisions: list[int
             count[name] = count.get(name, 0) + x.shape[0]
         return pre
 
-    hooks = [mods[full].register_forward_pre_hook(hook(n)) for n, full in names.items()]
+    hooks = [mods[n].register_forward_pre_hook(hook(n)) for n in dims]
     try:
         for batch in batches:
             mask = batch.get("attention_mask")
@@ -190,8 +189,8 @@ def layer_statistics(base, dims: dict, batches: list[dict], precisions: list[int
             h.remove()
     convert = {4: to_nf4, 8: to_int8}
     out = {}
-    for n, full in names.items():
-        layer = mods[full]
+    for n in dims:
+        layer = mods[n]
         g = gram[n]
         eig = torch.linalg.eigvalsh(g).flip(0).clamp(min=0)
         ev = (eig.cumsum(0) / eig.sum()).tolist()
@@ -215,8 +214,8 @@ def layer_statistics(base, dims: dict, batches: list[dict], precisions: list[int
 class Model:
     """The training-memory cost model of one run, calibrated by measurement (see the module doc)."""
 
-    def __init__(self, ctx, method, stats: dict):
-        self.ctx, self.method, self.stats = ctx, method, stats
+    def __init__(self, ctx, method, stats: dict, base):
+        self.ctx, self.method, self.stats, self.base = ctx, method, stats, base
         self.modules = sorted(ctx.dims)
         layers = sorted({ctx.family.locate(m)[0] for m in self.modules})
         self.stage = {m: layers.index(ctx.family.locate(m)[0]) for m in self.modules}
@@ -281,7 +280,7 @@ class Model:
         from ..modeling import attach_adapter
 
         ctx = self.ctx
-        model = ctx.load_base()
+        model = copy.deepcopy(self.base)
         device = next(model.parameters()).device
         if bit_map:
             model = quantize_modules(model, bit_map, device)
@@ -296,9 +295,11 @@ class Model:
                 "activations": act, "total": base + 2 * w + opt + act}
 
 
-def weights_floor(run, spec) -> int | None:
+@functools.lru_cache(maxsize=None)  # start-up asks once per run; the answer is the model's
+def weights_floor(model_name: str, task: str, model_options: str) -> int | None:
     """Bytes of the model's base with every target Linear NF4+DQ and the rest at full precision,
-    from its config alone (a meta-device model: nothing is loaded); None if it cannot be built."""
+    from its config alone (a meta-device model: nothing is loaded); None if it cannot be built.
+    ``model_options``: the model's options as sorted JSON (a cache key)."""
     from ..models import MODELS, linear_dims
     from ..modeling import _source
     from ..problems import problem
@@ -306,15 +307,15 @@ def weights_floor(run, spec) -> int | None:
     try:
         from transformers import AutoConfig
 
-        prob = problem(run.task, run.model)
-        cfg = AutoConfig.from_pretrained(_source(run.model, spec["model_options"]))
+        prob = problem(task, model_name)
+        cfg = AutoConfig.from_pretrained(_source(model_name, json.loads(model_options)))
         if prob.auto_class == "AutoModelForSequenceClassification":
             cfg.num_labels = prob.task.num_labels
         with torch.device("meta"):
             model = prob.model_class().from_config(cfg)
     except Exception:  # noqa: BLE001 - a GGUF-only model, say: the job checks exactly
         return None
-    family = MODELS.get(run.model).family
+    family = MODELS.get(model_name).family
     targets = family.target_dims(model)
     mods = dict(model.named_modules())
     total = 0
@@ -344,7 +345,7 @@ def make(arg: str) -> Optimal:
             registry.get(value)
         except KeyError as exc:
             raise ValueError(str(exc)) from None
-    if METHODS.get(method).own_bits and bits != "32" or method.startswith("optimal"):
+    if (METHODS.get(method).own_bits and bits != "32") or method.startswith("optimal"):
         raise ValueError(f"{method}@{bits} is not a run this arm can match")
     return Optimal(f"optimal:{arg}", match=(method, bits))
 

@@ -69,14 +69,13 @@ class PiSSA(LoRA):
         originals = None
         with torch.no_grad():
             for name in info["modules"]:
-                full = next(n for n, _ in model.named_modules() if n == name or n.endswith("." + name))
-                base = model.get_submodule(full)
+                base = model.get_submodule(name)  # the task model's own names, as training recorded them
                 if is_quantized(base) and originals is None:
                     originals = full_precision(info["model"], info["task"], info["model_options"], base.weight.device)
                 w = original_weight(base, originals, name)
                 # the same scaling-free residual: W - U_r S_r V_r^T
                 _, _, residual = principal_split(w, int(info["rank"]), 1.0)
-                set_module(model, full, with_weight(base, residual))
+                set_module(model, name, with_weight(base, residual))
         return model
 
 
@@ -100,8 +99,7 @@ def original_weight(base, originals: dict | None, name: str) -> torch.Tensor:
 
     if not is_quantized(base):
         return _weight(base)[2].double()
-    full = next(m for n, m in originals.items() if n == name or n.endswith("." + name))
-    return _weight(full)[2].double()
+    return _weight(originals[name])[2].double()
 
 
 def principal_split(w: torch.Tensor, r: int, scaling: float):
