@@ -31,8 +31,9 @@ rule aggregate:
         extra=[f"{OUT}/tables/{name}.csv" for name in TABLE_NAMES if name not in ("verdict", "summary")]
         + [f"{OUT}/tables/{name}.md" for name in TABLE_NAMES]
         + [f"{OUT}/tables/{name}.tex" for name in LATEX]
-        + [f"{OUT}/tables/runs.csv"],
+        + [f"{OUT}/tables/runs.csv", f"{OUT}/tables/verdict_settings.json"],
     params:
+        verdict=config["verdict"],
         methods=study_values(config, "methods"),
         budgets=study_values(config, "budgets"),
         bits=study_values(config, "bits"),

@@ -31,3 +31,21 @@ def warn_through_transformers():
 
     logging.get_logger("transformers").warning("a warning for the log")
     print("a line for the log")
+
+
+def touch(path):
+    """A short job (like ``select_lr``): its result comes right behind the fork's pid."""
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+
+
+def crash():
+    """Dies without a result: a segmentation fault, as a broken extension would."""
+    import ctypes
+
+    print("about to crash", flush=True)
+    ctypes.string_at(0)
+
+
+def killed():
+    os.kill(os.getpid(), signal.SIGKILL)

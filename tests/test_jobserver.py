@@ -180,3 +180,50 @@ def test_lock_and_log_files_stay_out_of_a_directory_another_user_could_hold(env,
     assert out.returncode == 0, out.stderr
     assert "is not a private directory of this user" in out.stderr
     assert not list(target.iterdir())
+
+
+def test_a_job_that_dies_without_a_result_says_how_and_leaves_a_trace(env, tmp_path):
+    log = tmp_path / "crash.log"
+    proc = job(env, f"run('jobserver_targets:crash', log={str(log)!r})", tmp_path)
+    assert proc.returncode == 1
+    assert "ended without a result: killed by signal 11 (SIGSEGV)" in proc.stderr, proc.stderr
+    assert str(log) in proc.stderr
+    text = log.read_text()
+    assert "about to crash" in text and "Fatal Python error: Segmentation fault" in text
+    assert "jobserver_targets.py" in text  # the Python stack of the crash, by faulthandler
+    proc = job(env, "run('jobserver_targets:killed')", tmp_path)
+    assert proc.returncode == 1 and "killed by signal 9 (SIGKILL)" in proc.stderr, proc.stderr
+
+
+STRESS_CLIENT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import subprocess
+n, out = int(sys.argv[1]), sys.argv[2]
+code = "import sys\\nfrom rankbits.jobserver import run\\nrun('jobserver_targets:touch', sys.argv[1])"
+def one(k):
+    p = subprocess.run([sys.executable, "-c", code, f"{out}/{k}.txt"], capture_output=True, text=True)
+    return k, p.returncode, p.stderr[-300:]
+with ThreadPoolExecutor(12) as pool:
+    bad = [r for r in pool.map(one, range(n)) if r[1] != 0]
+print(len(bad)); print(bad[:3])
+"""
+
+
+def test_hundreds_of_short_jobs_on_a_busy_machine_all_report_their_result(env, tmp_path):
+    """The failure a new user met: a short job's result arrived in the same read as its pid and
+    was thrown away ("ended without a result"). 300 short jobs, 12 at a time, while two CPU
+    burners keep the machine busy: every one must succeed."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        out = tmp_path / "out"
+        out.mkdir()
+        job(env, "run('jobserver_targets:touch', 'warm.txt')", tmp_path)  # the server's imports
+        (tmp_path / "stress.py").write_text(STRESS_CLIENT)
+        proc = subprocess.run([sys.executable, str(tmp_path / "stress.py"), "300", str(out)], env=env,
+                              capture_output=True, text=True, timeout=900)
+    finally:
+        for b in burners:
+            b.kill()
+    assert proc.stdout.splitlines()[0] == "0", proc.stdout + proc.stderr
+    assert len(list(out.glob("*.txt"))) == 300

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from .io import atomic_file, read_json
 from .bits import bits_label
 from .methods import METHODS
-from .stats import LEVEL, format_p, holm, mean_ci, paired_bootstrap, paired_test
+from .stats import (DIFFERS, EQUIVALENT, LEVEL, POWER, detectable, equivalence_interval, format_p, holm,
+                    mean_ci, outcome, paired_bootstrap, paired_test, resolve_margin, seeds_for)
 from .tasks import TASKS
 
 KEYS = ["task", "model", "method", "budget", "bits"]
@@ -67,6 +69,9 @@ def load_runs(run_dirs: list[str]) -> pd.DataFrame:
             "step_seconds_median": ti.get("step_seconds_median"),
             "lr_at_edge": (ti.get("lr_selection") or {}).get("at_edge"),
             "steps": ti["steps"], "run_dir": str(d),
+            # a run that learned nothing (``health.collapse``): flagged, never hidden in an interval
+            "collapsed": bool((ei.get("collapse") or {}).get("collapsed", False)),
+            "collapse_reason": (ei.get("collapse") or {}).get("reason"),
             # what the arm's number cost: every learning-rate grid point, probes included
             "lr": ti.get("lr"),
             "total_optimizer_steps": (ti.get("lr_selection") or {}).get("total_optimizer_steps", ti["steps"]),
@@ -118,20 +123,30 @@ AXES = {
 ONE_SEED = "evaluation noise only (1 seed): paired bootstrap over test examples"
 
 
-def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000) -> dict | None:
+def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000, alpha: float = 1 - LEVEL) -> dict | None:
     """Arm a vs arm b on the primary metric (a - b), paired by seed. Two or more shared seeds:
-    mean difference with its t interval, paired t-test p (``scipy.stats.ttest_rel``) and sign-flip
-    p. One seed: a paired bootstrap over the test examples, which covers evaluation noise only,
-    not the training noise that decides whether one arm beats another."""
+    mean difference with its t interval, paired t-test p (``scipy.stats.ttest_rel``; the
+    sign-flip p where the t-test is undefined: every pair differing by the same amount), the
+    (1 - 2 alpha) interval for equivalence and the smallest difference these seeds detect
+    (``stats.detectable``). One seed: a paired bootstrap over the test examples, which covers
+    evaluation noise only, not the training noise that decides whether one arm beats another."""
     a, b = runs_a.set_index("seed"), runs_b.set_index("seed")
     seeds = sorted(set(a.index) & set(b.index))
     if not seeds:
         return None
+    reference = float(b.loc[seeds, "primary_value"].mean())
     if len(seeds) >= 2:
-        r = paired_test(a.loc[seeds, "primary_value"], b.loc[seeds, "primary_value"])
+        r = paired_test(a.loc[seeds, "primary_value"], b.loc[seeds, "primary_value"], 1 - alpha)
+        d = a.loc[seeds, "primary_value"].to_numpy(float) - b.loc[seeds, "primary_value"].to_numpy(float)
+        eq_low, eq_high = equivalence_interval(d, alpha)
+        t_ok = np.isfinite(r["t_p"])
         return {"seeds": len(seeds), "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                "p": r["t_p"], "p_resolution": None, "sign_flip_p": r["sign_flip_p"],
-                "test": f"paired by seed ({len(seeds)}): t-test (p, CI), sign-flip permutation"}
+                "p": r["t_p"] if t_ok else r["sign_flip_p"], "p_resolution": None if t_ok else 2 ** len(seeds),
+                "sign_flip_p": r["sign_flip_p"], "eq_low": eq_low, "eq_high": eq_high, "sd": r["sd"],
+                "detectable": detectable(r["sd"], len(seeds), alpha), "reference": reference,
+                "test": (f"paired by seed ({len(seeds)}): t-test (p, CI), sign-flip permutation" if t_ok else
+                         f"paired by seed ({len(seeds)}): every seed differs by the same amount, "
+                         f"sign-flip permutation p (the t-test is undefined)")}
     seed = seeds[0]
     pa, pb = (pd.read_parquet(Path(df.loc[seed, "run_dir"]) / "predictions.parquet") for df in (a, b))
     if not pa["idx"].equals(pb["idx"]):
@@ -139,18 +154,60 @@ def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000) -> d
                          f"different examples")
     task, metric = a["task"].iloc[0], a["primary_metric"].iloc[0]
     fast = (lambda y, p: y == p) if metric == "accuracy" else None  # a mean of per-example hits
-    r = paired_bootstrap(*per_example(task, metric, pa, pb), n_boot=n_boot, per_example=fast)
+    r = paired_bootstrap(*per_example(task, metric, pa, pb), n_boot=n_boot, per_example=fast, level=1 - alpha)
     return {"seeds": 1, "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
-            "p_resolution": n_boot, "sign_flip_p": np.nan, "test": ONE_SEED}
+            "p_resolution": n_boot, "sign_flip_p": np.nan, "eq_low": r["eq_low"], "eq_high": r["eq_high"],
+            "sd": np.nan, "detectable": float((norm.ppf(1 - alpha / 2) + norm.ppf(POWER)) * r["se"]),
+            "reference": reference, "test": ONE_SEED}
 
 
-def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000) -> pd.DataFrame:
+# the equivalence margin per primary metric (``verdict.margin`` in the config): a number in the
+# metric's units, or a percentage of the baseline arm's mean
+MARGINS = {"default": 0.01, "perplexity": "2%", "loss": "2%"}
+
+
+def margin_of(metric: str, margins: dict | None = None) -> str | float:
+    m = {**MARGINS, **(margins or {})}
+    return m.get(metric, m["default"])
+
+
+def judge(r: dict, p_adjusted: float, metric: str, margins: dict | None = None,
+          alpha: float = 1 - LEVEL) -> dict:
+    """What comparison ``r`` (``compare``) says, its (Holm-)adjusted p given: the outcome
+    (differs / equivalent / unresolved), the margin in the metric's units, the smallest
+    difference the study could detect and the seeds that would resolve a difference of the
+    margin (seeds compared only; None with one seed)."""
+    margin = resolve_margin(margin_of(metric, margins), r["reference"])
+    p = r["p"] if r["seeds"] < 2 else p_adjusted
+    word = outcome(p, r["eq_low"], r["eq_high"], margin, alpha)
+    needed = seeds_for(margin, r["sd"], alpha) if r["seeds"] >= 2 else None
+    return {"outcome": word, "margin": margin, "detectable": r["detectable"],
+            "seeds_needed": needed, "p_holm": p_adjusted}
+
+
+def outcome_text(j: dict, unit: str = "") -> str:
+    """One comparison's outcome as a reader takes it in at a glance."""
+    if j["outcome"] == DIFFERS:
+        return DIFFERS
+    if j["outcome"] == EQUIVALENT:
+        return f"equivalent within ±{j['margin']:.3g}{unit}"
+    mde = j["detectable"]
+    can = (f"this study cannot tell differences under {mde:.3g}" if np.isfinite(mde)
+           else "no seed variance to judge by")
+    n = j.get("seeds_needed")
+    more = f"; ~{int(n)} seeds would resolve ±{j['margin']:.3g}" if n is not None and pd.notna(n) else ""
+    return f"unresolved ({can}{more})"
+
+
+def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000,
+                margins: dict | None = None) -> pd.DataFrame:
     """Along every axis of the question, on the primary metric: each method vs LoRA at the same
     budget and bits; each bit-width vs 32 at the same method and budget; each budget vs the
     largest at the same method and bits. Within a (task, model) the p-values are adjusted for
-    the number of comparisons by Holm's method; a difference is *significant* only with two or
-    more seeds (training noise measured) and a Holm-adjusted p below ``alpha``. With one seed the
-    row says so and nothing is starred."""
+    the number of comparisons by Holm's method; each row's outcome is *differs* (two or more
+    seeds and a Holm-adjusted p below ``alpha``), *equivalent* within the metric's margin, or
+    *unresolved*, with the smallest difference the seeds could detect. With one seed the
+    bootstrap covers evaluation noise only and the row says so; nothing is starred."""
     rows = []
     for (task, model), grp in runs.groupby(["task", "model"], sort=False):
         block = []
@@ -163,7 +220,7 @@ def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000) -> 
                 for v in values:
                     if v == base:
                         continue
-                    r = compare(sub[sub[axis] == v], sub[sub[axis] == base], n_boot)
+                    r = compare(sub[sub[axis] == v], sub[sub[axis] == base], n_boot, alpha)
                     if r is None:
                         continue
                     held = dict(zip(fixed, key))
@@ -171,11 +228,12 @@ def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000) -> 
                                   "baseline": base, "metric": grp["primary_metric"].iloc[0], **r})
         adjusted = holm([b["p"] if b["seeds"] >= 2 else np.nan for b in block])
         for b, adj in zip(block, adjusted):
-            b["p_holm"] = adj
-            b["significant"] = bool(b["seeds"] >= 2 and adj < alpha)
+            b.update(judge(b, adj, b["metric"], margins, alpha))
+            b["significant"] = bool(b["seeds"] >= 2 and b["outcome"] == DIFFERS)
         rows += block
     cols = ["task", "model", "axis", "method", "budget", "bits", "baseline", "metric", "seeds", "diff",
-            "ci_low", "ci_high", "p", "p_holm", "sign_flip_p", "significant", "p_resolution", "test"]
+            "ci_low", "ci_high", "p", "p_holm", "sign_flip_p", "significant", "outcome", "margin",
+            "eq_low", "eq_high", "detectable", "seeds_needed", "p_resolution", "test"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -206,6 +264,7 @@ def display_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
     res = [int(r) if pd.notna(r) else None for r in comp["p_resolution"]]
     out["p"] = [format_p(p, n) for p, n in zip(comp["p"], res)]
     out["p (Holm)"] = [format_p(p) if pd.notna(p) else "— (1 seed)" for p in comp["p_holm"]]
+    out["outcome"] = [outcome_text(r) for r in comp.to_dict("records")]
     out["test"] = comp["test"]
     return out
 

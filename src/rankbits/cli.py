@@ -6,6 +6,7 @@ never trains.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,16 @@ def run_dirs(results: Path) -> list[str]:
     """Every finished run of a study (``results/<study>/runs/**/metrics.json``)."""
     root = results / "runs" if (results / "runs").is_dir() else results
     return sorted(str(p.parent) for p in root.rglob("metrics.json"))
+
+
+def margin_arg(text: str) -> tuple[str, float | str]:
+    metric, sep, value = text.partition("=")
+    if not sep or not metric:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected METRIC=M, e.g. accuracy=0.02")
+    if value.endswith("%"):
+        float(value[:-1])
+        return metric, value
+    return metric, float(value)
 
 
 def recommend(args) -> int:
@@ -29,8 +40,12 @@ def recommend(args) -> int:
         print(f"rankbits recommend: the runs under {args.results} have no training-memory record "
               f"(made before rankbits measured it); rerun the study", file=sys.stderr)
         return 2
+    settings = Path(args.results) / "tables" / "verdict_settings.json"  # the study's own
+    study = json.loads(settings.read_text()) if settings.exists() else {}
+    alpha = args.alpha if args.alpha is not None else study.get("alpha", 0.05)
+    margins = {**study.get("margin", {}), **dict(args.margin or [])}
     try:
-        print(answer(runs, args.memory_mb, args.task, args.model, args.alpha))
+        print(answer(runs, args.memory_mb, args.task, args.model, alpha, margins))
     except ValueError as exc:
         print(f"rankbits recommend: {exc}", file=sys.stderr)
         return 2
@@ -50,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--memory-mb", type=float, required=True, help="training-memory budget in MiB")
     rec.add_argument("--task", help="only this task")
     rec.add_argument("--model", help="only this model")
-    rec.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    rec.add_argument("--alpha", type=float, default=None,
+                     help="significance level (default: the study's verdict.alpha, else 0.05)")
+    rec.add_argument("--margin", action="append", type=margin_arg, metavar="METRIC=M",
+                     help="equivalence margin for a metric, e.g. accuracy=0.02 or perplexity=2%% "
+                          "(default: the study's verdict.margin; built in: 0.01, perplexity 2%%)")
     rec.set_defaults(func=recommend)
     args = ap.parse_args(argv)
     return args.func(args)

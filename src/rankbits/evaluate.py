@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from .config import Run, lr_tag
+from .health import collapse
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_prepared_base, load_tokenizer
@@ -104,6 +105,11 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     if forget_dev:
         values.update(general_text_loss(model, forget_dev, forget_base, tokenizer, device))
     eval_seconds = time.perf_counter() - t0
+    log = pd.read_csv(f"{train_dir}/train_log.csv") if Path(train_dir, "train_log.csv").exists() else None
+    labelled = prob.task.problem_type == "classification"
+    health = collapse([] if log is None else log["task_loss"].tolist(),
+                      pred["pred"].to_numpy() if labelled else None,
+                      pred["label"].to_numpy() if labelled else None)
 
     metrics = {
         "run_info": {
@@ -149,6 +155,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "primary_value": values[task.primary_metric],
             "higher_is_better": task.higher_is_better,
             "loss": loss,
+            "collapse": health,  # learned nothing? (rankbits.health)
             "problem_type": task.problem_type,
             "n_eval": len(df),
             "scored_tokens": int(pred["tokens"].sum()) if "tokens" in pred else None,

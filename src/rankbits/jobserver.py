@@ -28,6 +28,7 @@ operation (so no thread pool exists to fork) and never touched CUDA (each fork r
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import importlib
 import os
@@ -147,30 +148,61 @@ def child_of(pid: int, parent: int) -> bool:
 
 
 # --- wire format: a 4-byte length, then UTF-8 JSON ---------------------------------------------
+MAX_MESSAGE = 64 << 20  # a request carries the job's environment; nothing honest is larger
+
 
 def _send(sock: socket.socket, obj, fds: list[int] | None = None) -> None:
+    """One message, all of it: ``send_fds`` (``sendmsg``) may send part of a large one, and the
+    rest follows with ``sendall`` (the descriptors travel with the first byte)."""
     data = json.dumps(obj).encode()
     data = struct.pack("!I", len(data)) + data
-    if fds:
-        socket.send_fds(sock, [data], fds)
-    else:
-        sock.sendall(data)
+    sent = socket.send_fds(sock, [data], fds) if fds else 0
+    if sent < len(data):
+        sock.sendall(data[sent:])
 
 
-def _recv(sock: socket.socket, with_fds: bool = False):
-    fds: list[int] = []
-    if with_fds:
-        buf, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
-    else:
-        buf = sock.recv(1 << 16)
-    if not buf:
-        raise EOFError
-    while len(buf) < 4 or len(buf) < 4 + struct.unpack("!I", buf[:4])[0]:
-        more = sock.recv(1 << 16)
-        if not more:
+class Channel:
+    """The reading end of one connection: a buffer, so that two messages arriving in one read
+    (a short job's result right behind the fork's pid, on a busy machine) are both kept, and a
+    message longer than one read is put together from several. Descriptors passed with any read
+    are collected in ``fds``."""
+
+    def __init__(self, sock: socket.socket, with_fds: bool = False):
+        self.sock, self.with_fds = sock, with_fds
+        self.buf = b""
+        self.fds: list[int] = []
+
+    def _fill(self) -> None:
+        if self.with_fds:
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 3)
+            self.fds += fds
+        else:
+            data = self.sock.recv(1 << 16)
+        if not data:
             raise EOFError
-        buf += more
-    return json.loads(buf[4:4 + struct.unpack("!I", buf[:4])[0]].decode()), fds
+        self.buf += data
+
+    def recv(self):
+        while len(self.buf) < 4:
+            self._fill()
+        n = struct.unpack("!I", self.buf[:4])[0]
+        if n > MAX_MESSAGE:
+            raise ValueError(f"a message of {n} bytes is not from a rankbits job server or client")
+        while len(self.buf) < 4 + n:
+            self._fill()
+        message, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+        return json.loads(message.decode())
+
+
+def ended(status: int) -> str:
+    """How a process ended, from ``os.waitpid``'s status: its exit code, or the signal."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by signal {sig} ({signal.Signals(sig).name})"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
 # --- client ------------------------------------------------------------------------------------
@@ -227,7 +259,8 @@ def _client(target, args, kwargs, log) -> tuple[int, str | None]:
             raise
         try:
             _send(sock, request, [0, 1, 2])
-            pid = int(_recv(sock)[0]["pid"])
+            channel = Channel(sock)
+            pid = int(channel.recv()["pid"])
             if not child_of(pid, server):
                 sock.close()
                 raise UntrustedPeer(f"the server named pid {pid}, which is not its own child")
@@ -241,9 +274,13 @@ def _client(target, args, kwargs, log) -> tuple[int, str | None]:
         for sig in FORWARDED:
             signal.signal(sig, lambda signum, frame: os.kill(pid, signum))
         try:
-            result = _recv(sock)[0]
+            result = channel.recv()
         except EOFError:
             return 1, f"rankbits job (pid {pid} in the job server) ended without a result"
+        if "ended" in result:  # the server saw its fork end before it reported
+            where = f"; its log: {log}" if log else ""
+            return 1, (f"rankbits job (pid {pid} in the job server) ended without a result: "
+                       f"{result['ended']}{where}")
     return result["code"], result["message"]
 
 
@@ -261,6 +298,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os.environ.update(request["env"])
     os.environ[FORK] = "1"
     log = request["log"]
+    # a crash (segfault, abort) leaves the Python stack of every thread in the job's log
     if log:  # at the descriptor level: handlers the server's imports made (transformers' logger)
         # hold the server's sys.stderr, which a Python-level redirect would miss
         os.environ[CONSOLE_FD] = str(os.dup(2))  # the client's terminal, for start/result lines
@@ -268,6 +306,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
     code, message = 0, None
     try:
         _send(conn, {"pid": os.getpid()})
@@ -293,21 +332,42 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
+def reap(children: dict[int, socket.socket]) -> None:
+    """Collect the forks that have ended; tell each one's client how it ended. A client that
+    already has its job's result has stopped reading, and this message is not read."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.settimeout(1.0)
+                _send(conn, {"ended": ended(status)})
+            conn.close()
+
+
 def serve(name: str, idle_seconds: float = 3600.0) -> None:
     """Import the heavy modules once, then fork a child per job until the owner is gone."""
     owner = int(os.environ[OWNER])
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    # forks are reaped here (``reap``), so a client whose job died without a result learns how
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    children: dict[int, socket.socket] = {}  # fork pid -> the server's end of its connection
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address(name))  # clients are refused until listen(): they wait and retry
     listener.listen(64)
-    listener.settimeout(2.0)
+    listener.settimeout(0.5)
     last = time.monotonic()
     print(f"rankbits job server {os.getpid()} for snakemake {owner}: {name}", flush=True)
     try:
         while time.monotonic() - last < idle_seconds:
+            reap(children)
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
@@ -321,19 +381,26 @@ def serve(name: str, idle_seconds: float = 3600.0) -> None:
             if peer_credentials(conn)[1] != os.getuid():
                 conn.close()
                 continue
+            channel = Channel(conn, with_fds=True)
             try:
-                request, fds = _recv(conn, with_fds=True)
-            except (EOFError, OSError, ValueError):  # ValueError: not JSON
+                request = channel.recv()
+            except (EOFError, OSError, ValueError):  # ValueError: not JSON, or absurdly long
+                for fd in channel.fds:
+                    os.close(fd)
                 conn.close()
                 continue
+            fds = channel.fds
             sys.stdout.flush()
             sys.stderr.flush()
-            if os.fork() == 0:
+            pid = os.fork()
+            if pid == 0:
                 listener.close()
+                for other in children.values():
+                    other.close()
                 _child(conn, request, fds)
             for fd in fds:
                 os.close(fd)
-            conn.close()
+            children[pid] = conn  # kept open until the fork is reaped
     finally:
         listener.close()  # connections still queued are dropped, and their jobs try again
         files = state_dir() / name

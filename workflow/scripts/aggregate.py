@@ -3,7 +3,7 @@ from pathlib import Path
 from rankbits import aggregate as agg
 from rankbits.io import read_json
 from rankbits.replication import directions_table, load_directions, load_published, replication_table
-from rankbits.verdict import display_verdict, verdict
+from rankbits.verdict import display_verdict, verdict, write_settings
 from rankbits.workflow import logged
 
 HTML = ("csv", "md", "html")
@@ -22,11 +22,13 @@ with logged(snakemake):
     agg.write_table(arms, str(out / "arms_table"), (*HTML, "tex"))
     agg.write_table(agg.memory_table(summary, footprints), str(out / "memory"), (*HTML, "tex"))
     agg.write_table(agg.cost_table(summary), str(out / "costs"), HTML)
-    v = verdict(runs)
+    alpha, margins = snakemake.params.verdict["alpha"], snakemake.params.verdict["margin"]
+    v = verdict(runs, alpha, margins)
+    write_settings(str(out / "verdict_settings.json"), alpha, margins)
     v.to_csv(snakemake.output.verdict, index=False)
     agg.write_table(display_verdict(v), str(out / "verdict"), ("md", "html"))
     agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"), (*HTML, "tex"))
-    comp = agg.comparisons(runs)
+    comp = agg.comparisons(runs, alpha, margins=margins)
     agg.write_table(comp, str(out / "comparisons"), ("csv",))
     agg.write_table(agg.display_comparisons(comp), str(out / "comparisons"), ("md", "tex", "html"))
     published = load_published(snakemake.input.published)
