@@ -206,7 +206,11 @@ def grid_points(wildcards):
         return point_dirs(path, lr_grid(SPECS[path]))
     source = rate_source(w)
     lrs, _, last = searched_rates(source)
-    return point_dirs(path, lrs if source is w else [float(last["chosen_lr"])])
+    if source is w:
+        return point_dirs(path, lrs)
+    # every rate of the seed this one reuses diverged: nothing to train; evaluate records the run
+    # as failed (naming that seed) instead of failing the whole DAG in this input function
+    return [] if last["chosen_lr"] is None else point_dirs(path, [float(last["chosen_lr"])])
 
 
 def select_points(wildcards):

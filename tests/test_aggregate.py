@@ -219,6 +219,22 @@ def test_an_equal_claim_holds_only_inside_its_tolerance():
     assert one["direction"].iloc[0] == "not resolved (1 seed)"
 
 
+def test_a_direction_without_a_task_skips_tasks_where_its_metric_is_not_primary():
+    """S4's entry names no task; CNN/DM reports perplexity beside its primary ROUGE-L. That raised
+    and killed the aggregate rule; now CNN/DM is skipped and WikiText-2 still judged."""
+    from rankbits.replication import directions_table
+
+    claim = {"source": "S4", "claim": "r16 beats linear decay", "metric": "perplexity", "relation": "better",
+             "a": {"method": "lora", "bits": "32"}, "b": {"method": "adalora", "bits": "32"}}
+    summ = direction_runs([30, 31, 32], [40, 41, 42]).assign(task="cnn_dailymail", primary_metric="rougeL",
+                                                            higher_is_better=True)
+    runs = pd.concat([direction_runs([40, 41, 42], [50, 52, 51]), summ], ignore_index=True)
+    table = directions_table(runs, [claim])
+    assert table["task"].tolist() == ["wikitext2"] and table["direction"].iloc[0] == "held"
+    with pytest.raises(ValueError, match="is not cnn_dailymail's primary metric"):
+        directions_table(runs, [{**claim, "task": "cnn_dailymail"}])
+
+
 def test_directions_file_errors_name_the_entry(tmp_path):
     from rankbits.replication import load_directions
 

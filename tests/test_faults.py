@@ -93,3 +93,24 @@ def test_same_seed_twice_gives_the_same_metrics(sst2_tokens, tmp_path):
     assert texts[0] == texts[1]
     assert (pd.read_parquet(tmp_path / "r0" / "predictions.parquet")
             .equals(pd.read_parquet(tmp_path / "r1" / "predictions.parquet")))
+
+
+@pytest.mark.slow
+@needs_shared_data("sst2")
+def test_a_later_seed_whose_first_seed_never_trained_is_a_failed_run_not_a_broken_dag(tmp_path):
+    """Under lr_seeds: first, seed 1 trains at the rate seed 0's search chose. When every rate
+    of seed 0 diverged that rate is None: the input function raised on float(None) and the
+    whole DAG failed, --keep-going or not. Now seed 1 is recorded as failed, naming why."""
+    cfg = diverging_config()
+    cfg["study"].update(seeds=[0, 1])  # adalora trains: the tables have a run to show
+    cfg["tasks"]["sst2"]["selection_samples"] = 64
+    cfg["methods"]["lora"] = {"training": {"lr_grid": [1.0e12, 2.0e12], "lr_search": "off",
+                                           "lr_seeds": "first"}}
+    proc = snakemake(tmp_path, "--keep-going", config=cfg, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    tables = tmp_path / "results/default/tables"
+    assert tables.exists(), proc.stderr[-5000:]
+    failed = pd.read_csv(tables / "failed_runs.csv")
+    assert sorted(failed["seed"].unique()) == [0, 1]
+    later = failed[failed["seed"] == 1]["error"].iloc[0]
+    assert "not trained: its learning rate is chosen by" in later and "seed0" in later

@@ -30,7 +30,8 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
     """The run directory of a run none of whose grid points trained: metrics.json with status
     "failed" and why (step and error per learning rate); no predictions, nothing to evaluate."""
     metrics = {
-        "run_info": {**run.as_dict(), "run_path": run.path, "config_hash": failures[0]["config_hash"],
+        "run_info": {**run.as_dict(), "run_path": run.path,
+                     "config_hash": failures[0].get("config_hash") if failures else None,
                      "status": "failed",
                      "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "spec": spec},
@@ -74,6 +75,11 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     failed = [d for d in train_dirs if Path(d, "failed.json").exists()]
     failures = [read_json(f"{d}/failed.json") for d in failed]
     train_dirs = [d for d in train_dirs if d not in failed]
+    if not train_dirs and not failures and choice:  # its rate is another seed's, which has none
+        search = read_json(choice)
+        failures = [{"lr": None, "step": None,
+                     "error": f"not trained: its learning rate is chosen by {choice}, where every rate "
+                              f"tried ({', '.join(f'{r:g}' for r in search['rates'])}) failed"}]
     if not train_dirs:
         return write_failed_run(run, spec, failures, out_dir)
     infos = [read_json(f"{d}/train_info.json") for d in train_dirs]

@@ -49,6 +49,14 @@ def minimum_cost(p: Problem) -> float:
     return _solve(p, objective="cost", budget=None).total
 
 
+def total_bytes(p: Problem, choice: list[int]) -> float:
+    """Bytes of a configuration: fixed, each group's chosen option, and every stage from the
+    lowest one holding an active option upwards (gradients flow on through each later stage)."""
+    active = [p.stage[g] for g, k in enumerate(choice) if p.active[g][k]]
+    first = min(active) if active else len(p.stage_cost)
+    return p.fixed + sum(p.cost[g][k] for g, k in enumerate(choice)) + sum(p.stage_cost[first:])
+
+
 @dataclass
 class Solution:
     choice: list[int]  # option index per group
@@ -114,6 +122,8 @@ def _solve(p: Problem, objective: str, budget: float | None):
         raise Infeasible(f"no configuration fits {budget:.0f} bytes; the smallest needs {floor:.0f}", floor)
     x = np.round(res.x).astype(int)
     choice = [int(np.argmax(x[offsets[g]:offsets[g] + len(c)])) for g, c in enumerate(p.cost)]
-    return Solution(choice, p.fixed + float(cost @ x), float(util @ x), res.status == 0,
+    # the bytes of the choice itself: with slack in the budget the solver may set stage variables
+    # below the first adapted layer to 1 at no loss of utility, which cost @ x would count
+    return Solution(choice, total_bytes(p, choice), float(util @ x), res.status == 0,
                     float(getattr(res, "mip_gap", 0.0) or 0.0), time.process_time() - t0)
 
