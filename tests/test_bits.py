@@ -251,3 +251,38 @@ def test_measuring_activations_leaves_no_graph_behind():
         assert outs and all(r() is None for r in outs)
     finally:
         gc.enable()
+
+
+def test_activations_count_what_the_8bit_matmul_keeps_on_ctx_and_the_logits():
+    """bitsandbytes' 8-bit matmul keeps its input on ``ctx`` (not through save_for_backward), so
+    saved_tensors_hooks never saw it: an int8 layer above a trained one was counted as free. The
+    logits the step holds through backward() were not counted either. Here: a trainable Linear
+    (8 -> 32, saves its 4x8 input: 128 B) under an unadapted int8 Linear (32 -> 16), which keeps
+    its 4x32 input (512 B); the 4x16 logits (256 B). Was 128."""
+    import bitsandbytes as bnb
+
+    from rankbits.memory import activation_bytes
+
+    torch.manual_seed(0)
+    q = bnb.nn.Linear8bitLt(32, 16, bias=False, has_fp16_weights=False)
+    q.weight = bnb.nn.Int8Params(torch.randn(16, 32), requires_grad=False, has_fp16_weights=False)
+
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.q = torch.nn.Linear(8, 32), q.to("cpu")
+
+        def forward(self, input_ids):
+            return Out(self.q(self.a(input_ids)))
+
+    model = Tiny()
+    # what the matmul's ctx holds is the trained layer's output, alive as long as the graph
+    x = torch.randn(4, 8)
+    hidden = model.a(x)
+    out = model.q(hidden)
+    assert out.grad_fn.A.data_ptr() == hidden.data_ptr()
+    assert activation_bytes(model, {"input_ids": x}, torch.device("cpu"))["bytes"] == 128 + 512 + 256

@@ -191,3 +191,16 @@ def test_forgetting_and_scores_are_checked_at_start_up():
     plan = scoring_plan(cfg, expand_runs(cfg))
     assert plan == [("alpaca", "gpt2", None), ("wikitext2", "gpt2", None), ("cnn_dailymail", "gpt2", None),
                     ("cnn_dailymail", "gpt2", Run("alpaca", "gpt2", "lora", 8, "32", 0))]
+
+
+def test_rslora_refuses_an_alpha_that_grows_with_rank():
+    """alpha "2r" under rsLoRA's alpha / sqrt(r) is a scale of 2 sqrt(r) (2.83 at r=2, 5.66 at r=8):
+    growing with rank, the opposite of rsLoRA. Refused at start-up, naming the key."""
+    from conftest import small_spec
+
+    with pytest.raises(ConfigError, match=r"^methods\.rslora\.training\.lora_alpha: '2r' makes rsLoRA's scale"):
+        small_spec("rslora", budget=8)
+    with pytest.raises(ConfigError, match=r"lora_scaling: rslora"):
+        small_spec("lora", budget=8, lora_scaling="rslora")
+    assert small_spec("rslora", budget=8, lora_alpha=2.83)["training"]["lora_alpha"] == 2.83
+    assert small_spec("lora", budget=8)["training"]["lora_alpha"] == "2r"  # plain LoRA: unchanged

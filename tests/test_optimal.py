@@ -86,6 +86,26 @@ def test_the_reported_total_is_the_bytes_of_the_choice():
     assert wrong == 0
 
 
+def test_a_round_that_cannot_fit_keeps_the_configuration_an_earlier_round_found():
+    """Round 1 fits under the budget by more than the tolerance, so round 2 aims higher and
+    overshoots badly when built; round 3's lowered target is below the minimum. That raised
+    Infeasible and threw round 1's in-budget configuration away; now it is kept."""
+    from rankbits.methods.optimal import fit
+
+    p = Problem(cost=[[0, 6, 12], [0, 6, 12]], utility=[[0, 3, 4], [0, 4, 5]],
+                active=[[False, True, True]] * 2, stage=[0, 1], stage_cost=[10, 10], fixed=5)
+    measured = iter([27.0, 80.0])  # what building each round's choice measured
+
+    def measure(sol):
+        return list(sol.choice), next(measured)
+
+    result, rounds, chosen = fit(p, 40, measure)
+    assert result == [1, 1] and chosen == 0  # round 1's choice, measured at 27 <= 40
+    assert rounds[-1]["infeasible"] and rounds[-1]["target_bytes"] < rounds[-1]["minimum_bytes"]
+    with pytest.raises(Infeasible):  # nothing fits at all: still an error
+        fit(p, 10, measure)
+
+
 def test_solver_says_the_minimum_when_nothing_fits():
     p = Problem(cost=[[0, 6], [0, 6]], utility=[[0, 1], [0, 1]], active=[[False, True]] * 2,
                 stage=[0, 1], stage_cost=[10, 10], fixed=5)

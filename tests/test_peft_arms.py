@@ -19,7 +19,8 @@ def test_arm_trains_evaluates_and_reloads(method, bits, sst2_tokens, tmp_path, t
     from rankbits.train import train_run
 
     base = base_maker(tmp_path_factory, sst2_tokens, "cpu")(bits) if bits != "32" else None
-    spec = small_spec(method, bits, budget=4, methods={"eva": {"batches": 2}} if method == "eva" else None)
+    spec = small_spec(method, bits, budget=4, methods={"eva": {"batches": 2}} if method == "eva" else None,
+                      **({"lora_alpha": 2.83} if method == "rslora" else {}))  # rsLoRA: a fixed alpha
     dev = str(sst2_tokens / "tok_dev.parquet")
     info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "t"), base_dir=base and str(base),
                      selection_path=dev)  # the test's dev rows, scored by the in-memory model at the end

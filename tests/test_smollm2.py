@@ -2,6 +2,8 @@
 file, dequantized once to safetensors), on real WikiText-2 (../shared/data/wikitext2)."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -91,6 +93,20 @@ def test_qlora_with_adalora_trains_on_the_real_model(wikitext, tmp_path):
     s = spec("adalora", "4", 3, 1e-3)
     info = train_run(s, str(wikitext / "tok_train.parquet"), str(tmp_path / "ada"), base_dir=str(base))
     assert info["steps"] == 3 and info["base"]["quantized"]
+    # forgetting on the same text, against the fp32 base and against its own 4-bit base
+    from rankbits.evaluate import score_only
+
+    scoring = {"task": "wikitext2", "model": MODEL, "task_options": s["task_options"], "model_options": {},
+               "device": "cpu", "training": s["training"]}
+    score_only(scoring, str(wikitext / "tok_dev.parquet"), None, str(tmp_path / "fp32.json"))
     m = evaluate_run(s, str(tmp_path / "ada"), str(wikitext / "tok_dev.parquet"), str(tmp_path / "run"),
-                     base_dir=str(base))
-    assert torch.isfinite(torch.tensor(m["eval_info"]["metrics"]["perplexity"]))
+                     base_dir=str(base), forget_dev=str(wikitext / "tok_dev.parquet"),
+                     forget_base=str(tmp_path / "fp32.json"))
+    v = m["eval_info"]["metrics"]
+    assert torch.isfinite(torch.tensor(v["perplexity"]))
+    # 3 AdaLoRA steps barely move the model: "forgetting" against fp32 is the 4-bit base's own
+    # loss increase, which forgetting against the same-bits base separates out
+    fp32_loss = json.loads((tmp_path / "fp32.json").read_text())["loss"]
+    assert v["forgetting"] - v["forgetting_vs_own_base"] == pytest.approx(v["own_base_loss"] - fp32_loss)
+    assert v["forgetting"] - v["forgetting_vs_own_base"] > 0  # the 4-bit base is worse than fp32
+    assert abs(v["forgetting_vs_own_base"]) < v["forgetting"]

@@ -312,7 +312,27 @@ def run_spec(cfg: dict, run: Run) -> dict:
     }
     method.prepare(run.budget, spec["method_options"], planned_steps(spec), f"methods.{run.method}")
     method.check_run(run, spec, f"methods.{run.method}")
+    check_rslora_alpha(run, spec)
     return spec
+
+
+def check_rslora_alpha(run: Run, spec: dict) -> None:
+    """rsLoRA scales the update by alpha / sqrt(r). With alpha given as a multiple of the rank
+    ("2r") that is 2 sqrt(r): a scale that grows with rank, the opposite of rsLoRA, and under
+    ``lr_budgets: first`` r=8 would reuse a rate chosen at r=2's smaller scale. Refused: rsLoRA
+    needs a fixed alpha."""
+    hp = spec["training"]
+    rs = run.method == "rslora" or hp.get("lora_scaling") == "rslora"
+    if rs and isinstance(hp["lora_alpha"], str):
+        key = (f"methods.{run.method}.training.lora_alpha" if run.method == "rslora"
+               else "training.lora_alpha (with training.lora_scaling: rslora)")
+        raise ConfigError(f"{key}: {hp['lora_alpha']!r} makes rsLoRA's scale alpha / sqrt(r) grow with the "
+                          f"rank ({resolve_alpha_scale(hp['lora_alpha'], run.budget)} at r={run.budget}); "
+                          f"give a fixed number, e.g. {2 * 2 ** 0.5:.2f} (scale 2 at r=2, 1 at r=8)")
+
+
+def resolve_alpha_scale(alpha: str, rank: int) -> str:
+    return f"{float(alpha[:-1]) * rank ** 0.5:.2f}"
 
 
 # (files and dev_samples have no default here: a run's spec, and so its config hash, holds them

@@ -46,12 +46,24 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
 def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, device) -> dict:
     """Forgetting, as PEFT's method_comparison reports it: the adapted model's loss on a fixed
     slice of general text (the forgetting task's dev split) minus the full-precision base's
-    loss there (``forget_base``: that base's score, ``score_only``)."""
+    loss there (``forget_base``: that base's score, ``score_only``): ``forgetting``. On a
+    quantized base most of that is the quantization, so ``forgetting_vs_own_base`` subtracts the
+    loss of the base the adapter trained on (the same bits; the adapter switched off) instead:
+    what the adapter itself did. For arms that rebuild their base (PiSSA's residual, LoftQ's),
+    the own base is that rebuilt base."""
     base = read_json(forget_base)
     prob = problem(base["task"], base["model"])
-    _, values, loss = score_split(model, pd.read_parquet(forget_dev), prob, tokenizer, base["spec"]["task_options"],
-                                  base["spec"]["training"]["eval_batch_size"], device)
-    return {"forgetting": loss - base["loss"], "forgetting_loss": loss}
+    df = pd.read_parquet(forget_dev)
+
+    def loss_of(m) -> float:
+        return score_split(m, df, prob, tokenizer, base["spec"]["task_options"],
+                           base["spec"]["training"]["eval_batch_size"], device)[2]
+
+    loss = loss_of(model)
+    with model.disable_adapter():
+        own = loss_of(model)
+    return {"forgetting": loss - base["loss"], "forgetting_vs_own_base": loss - own,
+            "forgetting_loss": loss, "own_base_loss": own}
 
 
 @advises_on_oom("evaluating")

@@ -10,7 +10,10 @@ imported libraries).
     activations    bytes of the tensors autograd saves for backward, summed over one forward
                    pass of a real batch at the configured batch size, of the longest training
                    rows (the peak batch of a length-grouped run); each storage counted once and
-                   the model's own weights left out
+                   the model's own weights left out. Two things autograd's hooks do not see are
+                   added: the input bitsandbytes' 8-bit matmul keeps on its ``ctx`` (``ctx.A``
+                   on CPU, ``ctx.tensors`` on CUDA) whenever that input needs a gradient, and the
+                   model's output logits, which the training step holds through ``backward()``
 
 Their sum is the run's *training memory*. It leaves out what no arm controls (the framework,
 CUDA context, allocator slack, transient buffers of the backward pass); measured peaks are kept
@@ -48,6 +51,15 @@ def peak_batch(batches, batch_size: int) -> dict[str, torch.Tensor]:
     return batches.collate(rows.sort().values.numpy())
 
 
+def is_int8_linear(module) -> bool:
+    """bitsandbytes' LLM.int8 Linear (the frozen base layer; PEFT's LoRA wraps it)."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:  # rankbits runs without bitsandbytes where no base is quantized
+        return False
+    return isinstance(module, bnb.nn.Linear8bitLt)
+
+
 def activation_bytes(model, batch: dict, device) -> dict:
     """Bytes autograd saves for backward in one training forward pass of ``batch``. RNG state is
     restored afterwards, so measuring changes nothing about the run (dropout draws included).
@@ -70,20 +82,32 @@ def activation_bytes(model, batch: dict, device) -> dict:
     def unpack(_):
         raise RuntimeError("rankbits.memory.activation_bytes: this forward is for measuring only")
 
+    def kept_on_ctx(mod, args):  # an 8-bit matmul keeps its input outside saved_tensors_hooks
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            pack(x)
+
+    hooks = [m.register_forward_pre_hook(kept_on_ctx) for m in model.modules() if is_int8_linear(m)]
     state = rng_state()
     was_training = model.training
     model.train()
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
             out = model(**{k: v.to(device) for k, v in batch.items()})
-            del out
+            logits = getattr(out, "logits", None)
+            if isinstance(logits, torch.Tensor):  # held by the step until backward() is done
+                pack(logits)
+            del out, logits
         total = sum(s.nbytes() for s in seen.values())
     finally:
+        for h in hooks:
+            h.remove()
         seen.clear()
         set_rng_state(state)
         model.train(was_training)
     return {"bytes": total, "batch_shape": list(batch["input_ids"].shape),
-            "method": "saved_tensors_hooks over one forward of the longest training rows"}
+            "method": "saved_tensors_hooks over one forward of the longest training rows, plus "
+                      "8-bit matmul inputs kept on ctx and the output logits"}
 
 
 def training_memory(base: dict, trainable: list, optimizer, paged: bool, activations: dict) -> dict:

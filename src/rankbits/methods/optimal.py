@@ -120,30 +120,18 @@ class Optimal(Probe):
         model = Model(ctx, self, stats, base)
         options = [(p, r) for p in sorted(ctx.opts["precisions"]) for r in sorted(ctx.opts["ranks"])]
         problem = model.problem(options, share)
-        # solve, build, measure: over the budget, lower the target by the excess; more than
-        # TOLERANCE under it, raise the target by half the slack; keep the best measured fit
-        target, rounds, result, chosen_round = budget, [], None, None
-        for _ in range(ROUNDS):
-            try:
-                sol = solve(problem, target)
-            except Infeasible as exc:
-                raise ValueError(
-                    f"{ctx.run.path}: the budget {budget / MIB:.1f} MiB ({source}) is below the "
-                    f"smallest configuration {self.name} can build: {exc.minimum / MIB:.1f} MiB") from None
+
+        def measure(sol):
             config = {m: options[k] for m, k in zip(model.modules, sol.choice)}
-            measured = model.measure({m: r for m, (_, r) in config.items()},
-                                     {m: p for m, (p, _) in config.items() if p != 32})["total"]
-            rounds.append({"target_bytes": target, "predicted_bytes": sol.total, "measured_bytes": measured,
-                           "utility": sol.utility, "proven_optimal": sol.exact, "gap": sol.gap,
-                           "solve_seconds": sol.seconds})
-            if measured <= budget and (result is None or sol.utility > rounds[chosen_round]["utility"]):
-                result, chosen_round = config, len(rounds) - 1
-            if measured > budget:
-                target -= measured - budget
-            elif measured >= (1 - TOLERANCE) * budget:
-                break
-            else:
-                target += (budget - measured) / 2
+            return config, model.measure({m: r for m, (_, r) in config.items()},
+                                         {m: p for m, (p, _) in config.items() if p != 32})["total"]
+
+        try:
+            result, rounds, chosen_round = fit(problem, budget, measure)
+        except Infeasible as exc:
+            raise ValueError(
+                f"{ctx.run.path}: the budget {budget / MIB:.1f} MiB ({source}) is below the "
+                f"smallest configuration {self.name} can build: {exc.minimum / MIB:.1f} MiB") from None
         if result is None:
             raise ValueError(f"{ctx.run.path}: {self.name}: no configuration measured within "
                              f"{budget / MIB:.1f} MiB after {ROUNDS} rounds: {rounds}")
@@ -158,6 +146,37 @@ class Optimal(Probe):
         return ranks
 
     adapt_base = Joint.adapt_base  # the recorded bit map, quantized from the fp32 base
+
+
+def fit(problem: Problem, budget: float, measure, rounds: int = ROUNDS):
+    """Solve, build, measure: over the budget, lower the target by the excess; more than
+    ``TOLERANCE`` under it, raise the target by half the slack. Returns (the best configuration
+    measured within the budget or None, every round's record, the round it came from).
+    ``measure(solution)`` -> (configuration, measured bytes). A round whose lowered target no
+    configuration fits ends the rounds and keeps what earlier rounds found (it raised, throwing
+    an in-budget configuration away); ``Infeasible`` only when the first round has nothing."""
+    target, record, result, chosen = budget, [], None, None
+    for _ in range(rounds):
+        try:
+            sol = solve(problem, target)
+        except Infeasible as exc:
+            if result is None and not record:
+                raise
+            record.append({"target_bytes": target, "infeasible": True, "minimum_bytes": exc.minimum})
+            break
+        config, measured = measure(sol)
+        record.append({"target_bytes": target, "predicted_bytes": sol.total, "measured_bytes": measured,
+                       "utility": sol.utility, "proven_optimal": sol.exact, "gap": sol.gap,
+                       "solve_seconds": sol.seconds})
+        if measured <= budget and (result is None or sol.utility > record[chosen]["utility"]):
+            result, chosen = config, len(record) - 1
+        if measured > budget:
+            target -= measured - budget
+        elif measured >= (1 - TOLERANCE) * budget:
+            break
+        else:
+            target += (budget - measured) / 2
+    return result, record, chosen
 
 
 @torch.no_grad()
@@ -256,6 +275,12 @@ class Model:
     def cost(self, m: str, p: int, r: int) -> float:
         n_in, n_out = self.ctx.dims[m]
         act = (self.branch(m) + 4 * self.tokens * r) if r > 0 else 0.0
+        if p == 8 and (r == 0 or self.ctx.hp["lora_dropout"] > 0):
+            # LLM.int8 keeps its input on ctx whenever that input needs a gradient
+            # (rankbits.memory); an adapter without dropout saves the same tensor, counted in
+            # its branch. Charged whatever the stage: over by this much below the first adapted
+            # layer, which the measured rounds then correct
+            act += 4 * self.tokens * n_in
         return self.weight_bytes(m, p) + memory.adapter_bytes(r, n_in, n_out) + act
 
     def ev(self, m: str, r: int) -> float:
