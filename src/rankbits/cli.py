@@ -52,6 +52,14 @@ def recommend(args) -> int:
     return 0
 
 
+def example_data(args) -> int:
+    from .examples import make
+
+    for line in make(args.data_root, args.out):
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rankbits", description="Ask a finished rankbits study.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="command")
@@ -71,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
                      help="equivalence margin for a metric, e.g. accuracy=0.02 or perplexity=2%% "
                           "(default: the study's verdict.margin; built in: 0.01, perplexity 2%%)")
     rec.set_defaults(func=recommend)
+    ex = sub.add_parser("example-data", help="write the files config/studies/byo.yaml declares",
+                        description="A CSV of reviews (SST-2, columns review/sentiment, string labels) and "
+                                    "chat and prompt/response JSON Lines (the Alpaca sample), made from "
+                                    "the benchmark data under --data-root.")
+    ex.add_argument("--data-root", default="../shared/data", help="where sst2/ and alpaca/ are")
+    ex.add_argument("--out", default="results/byo-data", help="the folder to write (byo.yaml's data_root)")
+    ex.set_defaults(func=example_data)
     args = ap.parse_args(argv)
     return args.func(args)
 

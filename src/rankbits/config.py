@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .bits import BITS
+from .errors import ConfigError  # noqa: F401 — raised here, and imported from here by users
 from .methods import METHODS
 from .models import MODELS
 from .problems import IncompatibleError, problem
@@ -27,10 +28,6 @@ from .registry import UnknownNameError
 from .tasks import TASKS
 
 AXES = ("task", "model", "method", "budget", "bits", "seed")
-
-
-class ConfigError(ValueError):
-    """A study configuration that cannot be run; the message names the key."""
 
 
 @dataclass(frozen=True, order=True)
@@ -65,8 +62,23 @@ def validate_config(cfg: dict, schema: str | Path) -> dict:
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
         raise ConfigError(f"{key}: {error.message} (schema: {schema})")
     validate(cfg, str(schema), set_default=True)  # fills the schema's defaults
+    declare(cfg)
     check_names(cfg)
     return cfg
+
+
+def declare(cfg: dict) -> None:
+    """Models and tasks the study declares itself (``models.<name>`` with a path, gguf or hub;
+    ``tasks.<name>`` with a problem and files), checked and made known to this process and its
+    jobs; a line per model says which family and kinds were found, for the user to check."""
+    import sys
+
+    from .models.configured import declare as declare_models
+    from .tasks.configured import declare as declare_tasks
+
+    for line in declare_models(cfg.get("models") or {}, MODELS.registered()):
+        print(line, file=sys.stderr, flush=True)
+    declare_tasks(cfg.get("tasks") or {}, TASKS.registered(), cfg.get("data_root"))
 
 
 JSON_TYPES = {"boolean": bool, "integer": int, "number": (int, float), "null": type(None),
@@ -146,6 +158,20 @@ def check_names(cfg: dict) -> None:
                     raise ConfigError(f"overrides[{i}].{key}: {exc}") from None
 
 
+def check_chat(cfg: dict, task: str, model: str) -> None:
+    """A task given as chat messages needs a model whose tokenizer has a chat template."""
+    from .models.configured import chat_template
+    from .tasks.configured import chat_template_error
+
+    if not TASKS.get(task).chat:
+        return
+    opts = cfg.get("models", {}).get(model, {})
+    has = chat_template(model, opts) if any(opts.get(k) for k in ("gguf", "hub")) or (
+        opts.get("path") and model not in MODELS.registered()) else None
+    if (why := chat_template_error(task, model, has)) is not None:
+        raise ConfigError(why)
+
+
 def check_grid(cfg: dict, study: str, grid: dict) -> None:
     registries = {"tasks": TASKS, "models": MODELS, "methods": METHODS, "bits": BITS}
     named = [(f"{study}.{key}", key, name) for key in registries for name in grid[key]]
@@ -162,6 +188,7 @@ def check_grid(cfg: dict, study: str, grid: dict) -> None:
             problem(task, model)
         except IncompatibleError as exc:
             raise ConfigError(f"{study}: {exc}") from None
+        check_chat(cfg, task, model)
     for method in grid["methods"]:
         METHODS.get(method).options(cfg.get("methods", {}).get(method, {}), where=f"methods.{method}")
         if METHODS.get(method).own_bits and [str(b) for b in grid["bits"]] != ["32"]:

@@ -44,7 +44,8 @@ def load_split(task: Task, split: str, data_root: str | None, options: dict | No
     if split not in files:
         raise DataError(f"task {task.name!r} has no {split} file; set tasks.{task.name}.files.{split} "
                         f"or tasks.{task.name}.dev_samples (rows of train held out as the test split)")
-    path = folder / files[split] if folder is not None else None
+    given = Path(files[split]).expanduser()
+    path = given if given.is_absolute() else folder / given if folder is not None else None
     if path is not None and path.is_file():
         return task.read_local(path), f"local:{path.resolve()}"
     ok, why = hub_reachable()

@@ -21,3 +21,10 @@ def f1_and_accuracy(labels, preds) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
     return {"f1": float(f1_score(labels, preds)), **accuracy(labels, preds)}
+
+
+def accuracy_and_macro_f1(labels, preds) -> dict[str, float]:
+    """Tasks declared in a study: accuracy and macro-averaged F1 (any number of classes)."""
+    from sklearn.metrics import f1_score
+
+    return {**accuracy(labels, preds), "f1_macro": float(f1_score(labels, preds, average="macro"))}

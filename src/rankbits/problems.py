@@ -158,7 +158,12 @@ def _source_target(df, tokenizer, options: dict, task: Task, architecture: str) 
         return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
     pre, suf = toks([prefix])[0], toks([suffix])[0]
-    sources = toks(df["text"])
+    if task.chat:  # a conversation: the model's chat template renders it up to the assistant's turn
+        from .tasks.configured import chat_prompt
+
+        sources = toks(chat_prompt(tokenizer, t) for t in df["text"])
+    else:
+        sources = toks(df["text"])
     sep = "" if not suffix or suffix[-1].isspace() else " "
     targets = [t[:max_tgt - 1] + [eos] for t in toks(sep + x for x in df["target"])]
     ids, labels, prompts = [], [], []
@@ -168,7 +173,8 @@ def _source_target(df, tokenizer, options: dict, task: Task, architecture: str) 
             raise DataError(f"max_length {max_len} leaves no room for the source after the prompt "
                             f"template and a target of {len(tgt)} tokens; raise max_length or lower "
                             f"max_target_length")
-        prompt = pre + src[:room] + suf
+        # a long conversation keeps its latest turns (and the template's assistant header)
+        prompt = pre + (src[-room:] if task.chat else src[:room]) + suf
         prompts.append(prompt)
         ids.append(prompt + tgt)
         labels.append([IGNORE] * len(prompt) + tgt)

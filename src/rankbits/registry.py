@@ -26,6 +26,9 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._families: dict[str, tuple[Callable[[str], T], str]] = {}
         self._loaded = False
+        # names this registry does not hold but a study declared (models or tasks from the
+        # configuration): looked up on each miss, never stored, so a new study is seen as it is
+        self.fallback: Callable[[str], T | None] | None = None
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries:
@@ -47,6 +50,11 @@ class Registry(Generic[T]):
             if not mod.name.startswith("_"):
                 importlib.import_module(f"{self._package}.{mod.name}")
 
+    def registered(self) -> set[str]:
+        """The names registered (not those a study declares)."""
+        self._load()
+        return set(self._entries)
+
     def names(self) -> list[str]:
         self._load()
         return sorted(self._entries) + sorted(syntax for _, syntax in self._families.values())
@@ -60,6 +68,10 @@ class Registry(Generic[T]):
                 self._entries[name] = make(arg)
             except ValueError as exc:
                 raise UnknownNameError(f"{self.axis} {name!r}: {exc} (form: {syntax})") from None
+        if name not in self._entries and self.fallback is not None:
+            found = self.fallback(name)
+            if found is not None:
+                return found
         try:
             return self._entries[name]
         except KeyError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
+from ..errors import ConfigError
 
 
 class Method:
@@ -34,7 +35,6 @@ class Method:
     paged_optimizer: bool = True
 
     def options(self, user: dict, where: str) -> dict:
-        from ..config import ConfigError
 
         given = {k: v for k, v in (user or {}).items() if k != "training"}
         unknown = sorted(set(given) - set(self.defaults))
@@ -48,7 +48,7 @@ class Method:
         ConfigError naming ``<where>.<key>`` and what is wrong."""
         import jsonschema
 
-        from ..config import ConfigError, coerce
+        from ..config import coerce
 
         schema = self.schema.get(key)
         if schema is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from . import Method, as_steps, register
+from ..errors import ConfigError
 
 
 def budget_schedule(step: int, init_bgt: int, target_bgt: int, tinit: int, tfinal: int,
@@ -44,7 +45,6 @@ class AdaLoRA(Method):
     }
 
     def prepare(self, budget, opts, total_steps, where):
-        from ..config import ConfigError
 
         o = dict(opts)
         o["init_r"] = o["init_r"] or math.ceil(1.5 * budget)

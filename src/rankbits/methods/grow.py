@@ -11,6 +11,7 @@ import torch
 
 from . import adapted_modules, register
 from .lora import LoRA
+from ..errors import ConfigError
 
 
 class Grow(LoRA):
@@ -43,7 +44,6 @@ class Grow(LoRA):
     }
 
     def prepare(self, budget, opts, total_steps, where):
-        from ..config import ConfigError
 
         o = dict(opts)
         o["r_start"] = o["r_start"] or max(1, budget // 4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import register
 from .probe import Probe
+from ..errors import ConfigError
 
 
 class Joint(Probe):
@@ -20,7 +21,6 @@ class Joint(Probe):
     schema = {**Probe.schema, "four_bit_share": {"type": "number", "minimum": 0, "maximum": 1}}
 
     def prepare(self, budget, opts, total_steps, where):
-        from ..config import ConfigError
 
         o = super().prepare(budget, opts, total_steps, where)
         if not 0 <= o["four_bit_share"] <= 1:

@@ -52,6 +52,7 @@ from ..knapsack import Infeasible, Problem, solve
 from . import METHODS, register
 from .joint import Joint
 from .probe import Probe
+from ..errors import ConfigError
 
 MIB = 2 ** 20
 ROUNDS = 4  # solve-measure rounds before giving up on meeting the budget
@@ -97,7 +98,6 @@ class Optimal(Probe):
     def check_run(self, run, spec, where: str) -> None:
         """A fixed budget below the base's weights with every adapted layer NF4+DQ (adapters,
         activations and the head left out: a lower bound the job then makes exact) fails here."""
-        from ..config import ConfigError
 
         if self.budget_mib is None:
             return

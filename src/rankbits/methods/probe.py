@@ -16,6 +16,7 @@ import torch
 
 from . import adapted_modules, as_steps, register
 from .lora import AllocatedLoRA
+from ..errors import ConfigError
 
 
 class Probe(AllocatedLoRA):
@@ -27,7 +28,6 @@ class Probe(AllocatedLoRA):
               "score": {"enum": ["sensitivity", "delta_norm"]}}
 
     def prepare(self, budget, opts, total_steps, where):
-        from ..config import ConfigError
 
         o = dict(opts)
         if o["score"] not in ("sensitivity", "delta_norm"):

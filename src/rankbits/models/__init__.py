@@ -113,3 +113,12 @@ MODELS: Registry[ModelSpec] = Registry("model", __name__)
 
 def register(spec: ModelSpec) -> ModelSpec:
     return MODELS.register(spec.name, spec)
+
+
+def _declared(name: str) -> ModelSpec | None:
+    from .configured import lookup  # the configured models' module imports this one
+
+    return lookup(name)
+
+
+MODELS.fallback = _declared

@@ -51,6 +51,9 @@ class Task:
     # seq2seq: the source as the model reads it, by architecture ("decoder", "encoder-decoder");
     # "{text}" is the source column
     prompts: dict[str, str] = field(default_factory=lambda: {"decoder": "{text}", "encoder-decoder": "{text}"})
+    # seq2seq on a decoder: the source is a conversation (JSON messages) that the model's chat
+    # template renders, up to the assistant's turn (``tasks.configured``)
+    chat: bool = False
     # option defaults for tasks.<name> (max_length, dev_samples, generation, ...)
     defaults: dict = field(default_factory=dict)
     description: str = ""
@@ -129,3 +132,12 @@ def text_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["idx", "text", "target"])
     df.insert(2, "text_pair", None)
     return df.astype({"idx": "int64"})
+
+
+def _declared(name: str) -> Task | None:
+    from .configured import lookup  # the configured tasks' module imports this one
+
+    return lookup(name)
+
+
+TASKS.fallback = _declared
