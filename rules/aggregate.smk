@@ -31,7 +31,7 @@ rule aggregate:
         extra=[f"{OUT}/tables/{name}.csv" for name in TABLE_NAMES if name not in ("verdict", "summary")]
         + [f"{OUT}/tables/{name}.md" for name in TABLE_NAMES]
         + [f"{OUT}/tables/{name}.tex" for name in LATEX]
-        + [f"{OUT}/tables/runs.csv", f"{OUT}/tables/verdict_settings.json"],
+        + [f"{OUT}/tables/runs.csv", f"{OUT}/tables/verdict_settings.json", f"{OUT}/tables/answer.md"],
     params:
         verdict=config["verdict"],
         methods=study_values(config, "methods"),

@@ -186,6 +186,15 @@ def display_verdict(v: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def brief_verdict(v: pd.DataFrame) -> pd.DataFrame:
+    """The verdict as the end of a run prints it: one line per arm, what it scored and what the
+    study can say of it against the best arm within its memory."""
+    shown = display_verdict(v)
+    keep = ["task", "model", "training MiB", "arm", shown.columns[4], "best within this memory",
+            "this arm vs the best", "collapsed seeds"]
+    return shown[keep]
+
+
 def recommend(runs: pd.DataFrame, memory_mib: float, task: str | None = None, model: str | None = None,
               alpha: float = 0.05, margins: dict | None = None) -> str:
     """The verdict for one memory budget, as text (``rankbits recommend``)."""

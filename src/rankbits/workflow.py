@@ -27,9 +27,10 @@ def finished_message(study: str, out: str, configfiles=()) -> str:
     """What the end of a successful run prints: where the answer is (the study's folder ``out``)
     and how to build the report."""
     cf = "".join(f" --configfile {os.path.relpath(f)}" for f in configfiles)
-    with open(f"{out}/tables/verdict.md") as fh:
+    brief = f"{out}/tables/answer.md" if os.path.exists(f"{out}/tables/answer.md") else f"{out}/tables/verdict.md"
+    with open(brief) as fh:
         verdict = fh.read().rstrip()
-    return (f"\nrankbits: study '{study}' done. The answer ({out}/tables/verdict.md):\n\n"
+    return (f"\nrankbits: study '{study}' done. The answer (in full: {out}/tables/verdict.md):\n\n"
             f"{verdict}\n\nAsk it for a memory budget:  rankbits recommend --results {out} "
             f"--memory-mb <MiB>\nBuild the report:            snakemake{cf} --report {out}/report.html\n")
 

@@ -3,7 +3,7 @@ from pathlib import Path
 from rankbits import aggregate as agg
 from rankbits.io import read_json
 from rankbits.replication import directions_table, load_directions, load_published, replication_table
-from rankbits.verdict import display_verdict, verdict, write_settings
+from rankbits.verdict import brief_verdict, display_verdict, verdict, write_settings
 from rankbits.workflow import logged
 
 HTML = ("csv", "md", "html")
@@ -27,6 +27,7 @@ with logged(snakemake):
     write_settings(str(out / "verdict_settings.json"), alpha, margins)
     v.to_csv(snakemake.output.verdict, index=False)
     agg.write_table(display_verdict(v), str(out / "verdict"), ("md", "html"))
+    agg.write_table(brief_verdict(v), str(out / "answer"), ("md",))
     agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"), (*HTML, "tex"))
     comp = agg.comparisons(runs, alpha, margins=margins)
     agg.write_table(comp, str(out / "comparisons"), ("csv",))
