@@ -172,6 +172,15 @@ def test_config_readme_lists_every_schema_key():
     assert not missing, f"config/README.md does not describe {missing}"
 
 
+def test_config_readme_names_every_registered_method():
+    """Its method list is the registry's (it missed rslora, dora, eva, pissa, loftq and optimal)."""
+    from rankbits.methods import METHODS
+
+    readme = (REPO / "config" / "README.md").read_text()
+    missing = [n for n in METHODS.names() if f"`{n}`" not in readme]
+    assert not missing, f"config/README.md does not name the registered method(s) {missing}"
+
+
 def test_forgetting_and_scores_are_checked_at_start_up():
     base = {"study": {"tasks": ["alpaca"], "models": ["gpt2"], "methods": ["lora"], "budgets": [8],
                       "bits": ["32"], "seeds": [0]}}

@@ -55,7 +55,7 @@ def load_split(task: Task, split: str, data_root: str | None, options: dict | No
         raise DataError(
             f"task {task.name!r}: {missing} and the Hugging Face Hub is not reachable ({why}). "
             f"Put {files[split]} in {where}/ (set data_root, or tasks.{task.name}.files.{split}, "
-            f"in the config) — see README 'Data'."
+            f"in the config) — see docs/data.md."
         )
     if folder is not None and folder.is_dir():  # a local folder without this split's file
         print(f"rankbits: {task.name}: {path} not found; reading the {split} split from the Hub")

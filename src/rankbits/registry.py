@@ -25,6 +25,7 @@ class Registry(Generic[T]):
         self._package = package
         self._entries: dict[str, T] = {}
         self._families: dict[str, tuple[Callable[[str], T], str]] = {}
+        self._made: dict[str, T] = {}  # family members built on demand (``<prefix>:<argument>``)
         self._loaded = False
         # names this registry does not hold but a study declared (models or tasks from the
         # configuration): looked up on each miss, never stored, so a new study is seen as it is
@@ -61,21 +62,22 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         self._load()
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._made:
+            return self._made[name]
         prefix, sep, arg = name.partition(":")
-        if name not in self._entries and sep and prefix in self._families:
+        if sep and prefix in self._families:
             make, syntax = self._families[prefix]
             try:
-                self._entries[name] = make(arg)
+                self._made[name] = make(arg)
             except ValueError as exc:
                 raise UnknownNameError(f"{self.axis} {name!r}: {exc} (form: {syntax})") from None
-        if name not in self._entries and self.fallback is not None:
+            return self._made[name]
+        if self.fallback is not None:
             found = self.fallback(name)
             if found is not None:
                 return found
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.axis} {name!r}; valid {self.axis}s: {', '.join(self.names())}"
-            ) from None
-
+        raise UnknownNameError(
+            f"unknown {self.axis} {name!r}; valid {self.axis}s: {', '.join(self.names())}"
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
-from ..errors import ConfigError
+from ..errors import ConfigError, coerce
 
 
 class Method:
@@ -48,7 +48,6 @@ class Method:
         ConfigError naming ``<where>.<key>`` and what is wrong."""
         import jsonschema
 
-        from ..config import coerce
 
         schema = self.schema.get(key)
         if schema is None:
