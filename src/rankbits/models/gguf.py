@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -33,11 +34,21 @@ def packaged_file(package: str, filename: str) -> Path | None:
     return path if path.is_file() else None
 
 
+@functools.lru_cache(maxsize=None)
+def _content_key(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
 def dequantized_folder(gguf: Path) -> Path:
     """The safetensors folder (model, tokenizer, ``rankbits_source.json``) converted from
-    ``gguf``, converting it on first use."""
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    ``gguf``, converting it on first use; keyed by the file's content (sha256), so a copy or a
+    link of the same file finds the same folder and a changed file gets its own."""
+    st = gguf.resolve().stat()
+    key = _content_key(str(gguf.resolve()), st.st_size, st.st_mtime_ns)
     target = cache_root() / "models" / f"{gguf.stem}-dequantized-{key}"
     if (target / "rankbits_source.json").is_file():
         return target

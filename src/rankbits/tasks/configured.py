@@ -126,6 +126,8 @@ def frame_of(name: str, opts: dict, df: pd.DataFrame, path: Path, labels: list |
         label = opts.get("label") or "label"
         index = {str(v): i for i, v in enumerate(labels or [])}
         unknown = sorted({str(v) for v in df[label]} - set(index))
+        if unknown and all(str(v).isdigit() and int(v) < len(index) for v in df[label]):
+            index, unknown = {str(i): i for i in range(len(index))}, []  # class numbers (a Hub ClassLabel)
         if unknown:
             raise DataError(f"{path}: label(s) {unknown[:5]} in column {label!r} are not in train's label set "
                             f"{sorted(index)}")
