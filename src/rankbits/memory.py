@@ -60,23 +60,34 @@ def is_int8_linear(module) -> bool:
     return isinstance(module, bnb.nn.Linear8bitLt)
 
 
-def activation_bytes(model, batch: dict, device) -> dict:
-    """Bytes autograd saves for backward in one training forward pass of ``batch``. RNG state is
-    restored afterwards, so measuring changes nothing about the run (dropout draws included).
+def checkpointed_layers(model) -> list:
+    """The layers transformers runs under gradient checkpointing (``GradientCheckpointingLayer``
+    with checkpointing switched on)."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return []
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
 
-    The pack hook keeps each saved tensor's *storage* (not the tensor: a tensor saved by the node
-    that made it would hold that node, a reference cycle that kept the whole graph allocated
-    through training) and gives autograd a placeholder, since no backward runs here; holding the
-    storages until the count is done keeps two saved tensors from sharing an address."""
+
+def _saved(model, batch: dict, device, layers: list, keep_inputs: bool) -> dict:
+    """One measuring forward: bytes autograd saves outside ``layers`` and inside each one
+    (``per_layer``), and (``keep_inputs``) the bytes of the layers' inputs, which a checkpointed
+    layer keeps for its recompute outside autograd's hooks."""
     own = {p.untyped_storage().data_ptr() for p in model.parameters()}
     own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
     seen: dict[int, object] = {}
+    where: dict[int, int] = {}  # storage -> the layer it was saved in (-1: outside every layer)
+    current = [-1]
 
-    def pack(t: torch.Tensor):
+    def add(t, at: int):
         if isinstance(t, torch.Tensor) and t.device.type != "meta":
             s = t.untyped_storage()
-            if s.data_ptr() not in own:
-                seen.setdefault(s.data_ptr(), s)
+            if s.data_ptr() not in own and s.data_ptr() not in seen:
+                seen[s.data_ptr()], where[s.data_ptr()] = s, at
+
+    def pack(t: torch.Tensor):
+        add(t, current[0])
         return None
 
     def unpack(_):
@@ -87,27 +98,84 @@ def activation_bytes(model, batch: dict, device) -> dict:
         if isinstance(x, torch.Tensor) and x.requires_grad:
             pack(x)
 
+    def enter(k):
+        def pre(mod, args, kwargs):
+            if keep_inputs:  # kept by the checkpoint for the recompute: counted outside the layer
+                for v in (*args, *kwargs.values()):
+                    add(v, -1)
+            current[0] = k
+        return pre
+
+    def leave(mod, args, output):
+        current[0] = -1
+
     hooks = [m.register_forward_pre_hook(kept_on_ctx) for m in model.modules() if is_int8_linear(m)]
-    state = rng_state()
-    was_training = model.training
-    model.train()
+    for k, layer in enumerate(layers):
+        hooks += [layer.register_forward_pre_hook(enter(k), with_kwargs=True), layer.register_forward_hook(leave)]
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
             out = model(**{k: v.to(device) for k, v in batch.items()})
             logits = getattr(out, "logits", None)
             if isinstance(logits, torch.Tensor):  # held by the step until backward() is done
-                pack(logits)
+                add(logits, -1)
             del out, logits
-        total = sum(s.nbytes() for s in seen.values())
+        per_layer = [0] * len(layers)
+        outside = 0
+        for ptr, s in seen.items():
+            if where[ptr] < 0:
+                outside += s.nbytes()
+            else:
+                per_layer[where[ptr]] += s.nbytes()
+        return {"outside": outside, "per_layer": per_layer}
     finally:
         for h in hooks:
             h.remove()
         seen.clear()
+
+
+def activation_bytes(model, batch: dict, device) -> dict:
+    """Bytes autograd saves for backward in one training forward pass of ``batch``. RNG state is
+    restored afterwards, so measuring changes nothing about the run (dropout draws included).
+
+    The pack hook keeps each saved tensor's *storage* (not the tensor: a tensor saved by the node
+    that made it would hold that node, a reference cycle that kept the whole graph allocated
+    through training) and gives autograd a placeholder, since no backward runs here; holding the
+    storages until the count is done keeps two saved tensors from sharing an address.
+
+    Under gradient checkpointing (``training.gradient_checkpointing``) a checkpointed layer saves
+    nothing in the forward but keeps its inputs, and its backward recomputes it: the layer's
+    saved tensors exist again, one layer at a time. The figure is then what is saved outside the
+    checkpointed layers + their kept inputs + the largest layer's saved tensors (its recompute),
+    each layer measured in the same forward with checkpointing switched off."""
+    layers = checkpointed_layers(model)
+    state = rng_state()
+    was_training = model.training
+    model.train()
+    try:
+        for layer in layers:  # every layer's saved tensors, as they would be without checkpointing
+            layer.gradient_checkpointing = False
+        try:
+            plain = _saved(model, batch, device, layers, keep_inputs=False)
+        finally:
+            for layer in layers:
+                layer.gradient_checkpointing = True
+        set_rng_state(state)
+        without = plain["outside"] + sum(plain["per_layer"])
+        result = {"bytes": without, "batch_shape": list(batch["input_ids"].shape),
+                  "method": "saved_tensors_hooks over one forward of the longest training rows, plus "
+                            "8-bit matmul inputs kept on ctx and the output logits"}
+        if layers:
+            kept = _saved(model, batch, device, layers, keep_inputs=True)
+            recompute = max(plain["per_layer"])
+            result.update(bytes=kept["outside"] + recompute, without_checkpointing_bytes=without,
+                          checkpointed_layers=len(layers), kept_outside_bytes=kept["outside"],
+                          recompute_bytes=recompute,
+                          method=result["method"] + "; gradient checkpointing: saved outside the "
+                                 "checkpointed layers + their kept inputs + the largest layer's recompute")
+    finally:
         set_rng_state(state)
         model.train(was_training)
-    return {"bytes": total, "batch_shape": list(batch["input_ids"].shape),
-            "method": "saved_tensors_hooks over one forward of the longest training rows, plus "
-                      "8-bit matmul inputs kept on ctx and the output logits"}
+    return result
 
 
 def training_memory(base: dict, trainable: list, optimizer, paged: bool, activations: dict) -> dict:
@@ -119,6 +187,9 @@ def training_memory(base: dict, trainable: list, optimizer, paged: bool, activat
              "optimizer_state": opt_bytes, "activations": activations["bytes"]}
     return {**parts, "total_bytes": sum(parts.values()), "optimizer_paged": paged,
             "base_by_component": base["by_component"], "activation_batch_shape": activations["batch_shape"],
+            "activation_method": activations["method"],
+            **{k: activations[k] for k in ("without_checkpointing_bytes", "kept_outside_bytes", "recompute_bytes")
+               if k in activations},
             "method": "base footprint + trainable + gradients + AdamW state + saved activations "
                       "(rankbits.memory)"}
 

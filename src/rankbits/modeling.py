@@ -130,6 +130,15 @@ def load_prepared_base(run, spec: dict, device, base_dir: str | None = None):
         from peft import prepare_model_for_kbit_training
 
         m = prepare_model_for_kbit_training(m, use_gradient_checkpointing=False)
+    info["gradient_checkpointing"] = bool(spec["training"].get("gradient_checkpointing"))
+    if info["gradient_checkpointing"]:
+        # transformers' own switch, non-reentrant (no input-gradient hook needed, and the dropout
+        # draws of the recompute are the forward's); active in training mode only
+        if not getattr(m, "supports_gradient_checkpointing", False):
+            raise ValueError(f"training.gradient_checkpointing: {type(m).__name__} does not support it")
+        # (transformers and PEFT also make the embeddings' output require grad, which only
+        # reentrant checkpointing needs; attach_adapter undoes it: it only keeps more alive)
+        m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return m, info
 
 
@@ -152,9 +161,21 @@ def attach_adapter(model, model_name: str, task: str, method, budget: int, opts:
     if prob.peft_task_type == "SEQ_CLS":
         cfg.modules_to_save = sorted(set(cfg.modules_to_save or []) | set(family.cls_head))
     peft_model = get_peft_model(model, cfg)
+    if getattr(peft_model.get_base_model(), "is_gradient_checkpointing", False):
+        no_input_grads(peft_model.get_base_model())
     method.on_attach(peft_model)
     keep_trainable_fp32(peft_model)
     return peft_model
+
+
+def no_input_grads(model) -> None:
+    """Remove the hooks transformers and PEFT put on the input embeddings under gradient
+    checkpointing to make their output require grad: reentrant checkpointing needs it, the
+    non-reentrant kind rankbits uses does not, and it keeps the first layer's input alive."""
+    emb = model.get_input_embeddings()
+    for key, hook in list(emb._forward_hooks.items()):
+        if getattr(hook, "__name__", "").startswith("make_inputs_require_grad"):
+            del emb._forward_hooks[key]
 
 
 HALF = (torch.bfloat16, torch.float16)
