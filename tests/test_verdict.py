@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import REPO
 from rankbits import aggregate as agg
 from rankbits.verdict import RULE, answer_rst, display_verdict, recommend, verdict
 
@@ -178,3 +179,16 @@ def test_the_landing_page_says_what_the_study_cannot_tell(tmp_path):
     assert RULE in page and "tied" not in page.lower()
     assert "*What this study cannot tell:*" in page and "could not have been detected" in page
     assert "*collapsed:* LoRA @ NF4+DQ r=2: 1 of 3 seeds collapsed" in page
+
+
+def test_power_table_says_what_twice_the_seeds_would_detect(tmp_path, capsys):
+    import importlib.util
+
+    write_runs(tmp_path)
+    spec = importlib.util.spec_from_file_location("power_table", REPO / "bench" / "power_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "detectable, 3 seeds" in out and "detectable, 6 seeds" in out and "seeds for ±0.01" in out
+    assert "comparisons would resolve ±0.01 with twice the seeds" in out

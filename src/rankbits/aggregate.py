@@ -233,7 +233,7 @@ def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000,
         rows += block
     cols = ["task", "model", "axis", "method", "budget", "bits", "baseline", "metric", "seeds", "diff",
             "ci_low", "ci_high", "p", "p_holm", "sign_flip_p", "significant", "outcome", "margin",
-            "eq_low", "eq_high", "detectable", "seeds_needed", "p_resolution", "test"]
+            "eq_low", "eq_high", "sd", "detectable", "seeds_needed", "p_resolution", "test"]
     return pd.DataFrame(rows, columns=cols)
 
 
