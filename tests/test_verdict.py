@@ -192,3 +192,22 @@ def test_power_table_says_what_twice_the_seeds_would_detect(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "detectable, 3 seeds" in out and "detectable, 6 seeds" in out and "seeds for ±0.01" in out
     assert "comparisons would resolve ±0.01 with twice the seeds" in out
+
+
+def test_an_interval_past_the_metric_range_is_shown_clipped_and_says_so(tmp_path):
+    """Three seeds at 0.78, 0.79 and 0.54 give a t interval past accuracy's 1 (the landing page
+    printed "0.7030 [0.3526, 1.0534]"); shown clipped, marked, the computed one beside it."""
+    arms = {("lora", 2, "4"): (180, [0.78, 0.79, 0.54]), ("lora", 2, "32"): (200, [0.70, 0.71, 0.69])}
+    runs = agg.load_runs(write_runs(tmp_path, arms))
+    v = verdict(runs)
+    wide = v.set_index("arm").loc["LoRA @ NF4+DQ r=2"]
+    assert wide["ci_high"] > 1  # the table keeps the interval as computed
+    shown = display_verdict(v)
+    cell = shown.loc[shown["arm"].str.startswith("LoRA @ NF4+DQ r=2"), shown.columns[4]].iloc[0]
+    assert cell.endswith(", 1.0000]*") and agg.clipped_note(shown) == agg.CLIPPED_NOTE
+    assert agg.clipped_note(display_verdict(verdict(agg.load_runs(write_runs(tmp_path / "ok"))))) == ""
+    text = recommend(runs, 190)
+    assert f"[{wide['ci_low']:.4f}, 1.0000] over 3 seeds (clipped to accuracy's range; the t interval is " \
+           f"[{wide['ci_low']:.4f}, {wide['ci_high']:.4f}])" in text
+    lo, hi, clipped = agg.clip_interval("perplexity", 0.5, 30.0)
+    assert (lo, hi, clipped) == (1.0, 30.0, True)

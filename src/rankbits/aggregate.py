@@ -165,6 +165,34 @@ def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000, alph
 # metric's units, or a percentage of the baseline arm's mean
 MARGINS = {"default": 0.01, "perplexity": "2%", "loss": "2%"}
 
+# the values a metric can take: a t interval over a few seeds can run past them, and is shown
+# clipped with a mark (the tables keep the interval as computed)
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "macro_f1": (0.0, 1.0), "mcc": (-1.0, 1.0),
+                "rouge1": (0.0, 1.0), "rouge2": (0.0, 1.0), "rougeL": (0.0, 1.0),
+                "perplexity": (1.0, np.inf), "loss": (0.0, np.inf)}
+CLIPPED = "*"
+CLIPPED_NOTE = (f"{CLIPPED} an end of the interval is clipped to the metric's range (the t interval "
+                "over few, spread-out seeds ran past it)")
+
+
+def clip_interval(metric: str, low: float, high: float) -> tuple[float, float, bool]:
+    """(low, high, whether either end was clipped) within ``metric``'s range."""
+    lo_bound, hi_bound = METRIC_RANGE.get(metric, (-np.inf, np.inf))
+    clipped = bool(low < lo_bound or high > hi_bound)
+    return max(low, lo_bound), min(high, hi_bound), clipped
+
+
+def clipped_note(shown: pd.DataFrame) -> str:
+    """``CLIPPED_NOTE`` where a shown table has a clipped interval, else nothing."""
+    marked = shown.astype(str).apply(lambda c: c.str.contains("]" + CLIPPED, regex=False)).to_numpy().any()
+    return CLIPPED_NOTE if marked else ""
+
+
+def shown_interval(metric: str, low: float, high: float) -> str:
+    """``[low, high]`` as the tables show it, clipped to the metric's range and marked."""
+    lo, hi, clipped = clip_interval(metric, low, high)
+    return f"[{lo:.4f}, {hi:.4f}]" + (CLIPPED if clipped else "")
+
 
 def margin_of(metric: str, margins: dict | None = None) -> str | float:
     m = {**MARGINS, **(margins or {})}
@@ -291,8 +319,8 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
         out[name] = [fmt(m, s) for m, s in zip(summary[c], summary[c[:-5] + "_std"])]
     out["n"] = summary["n"]
     out[f"primary {LEVEL:.0%} CI (t, over seeds)"] = [
-        f"[{lo:.4f}, {hi:.4f}]" if pd.notna(lo) else "— (n = 1)"
-        for lo, hi in zip(summary["primary_ci_low"], summary["primary_ci_high"])]
+        shown_interval(metric, lo, hi) if pd.notna(lo) else "— (n = 1)"
+        for metric, lo, hi in zip(summary["primary_metric"], summary["primary_ci_low"], summary["primary_ci_high"])]
     out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
     out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
     out["training MiB"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
@@ -430,7 +458,7 @@ body {{ font-family: sans-serif; font-size: 13px; margin: 1em; }}
 table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
 td {{ white-space: nowrap; }} td.long {{ white-space: normal; min-width: 22em; }}
 th {{ background: #f0f0f0; }} tr:nth-child(even) td {{ background: #fafafa; }}
-</style></head><body><h3>{title}</h3>{table}</body></html>
+</style></head><body><h3>{title}</h3>{table}{note}</body></html>
 """
 
 
@@ -461,13 +489,17 @@ def html_table(df: pd.DataFrame) -> str:
     return re.sub(r"<td>([^<]{48,})</td>", r'<td class="long">\1</td>', html)
 
 
-def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex")) -> None:
+def write_table(df: pd.DataFrame, stem: str, formats=("csv", "md", "tex"), note: str = "") -> None:
+    """``df`` in each format; ``note`` (a line under the table) in the md and html ones."""
+    import html
+
     writers = {
         "csv": lambda p: df.to_csv(p, index=False),
-        "md": lambda p: Path(p).write_text(df.to_markdown(index=False) + "\n"),
+        "md": lambda p: Path(p).write_text(df.to_markdown(index=False) + "\n" + (f"\n{note}\n" if note else "")),
         "tex": lambda p: Path(p).write_text(df.to_latex(index=False, escape=True)),
         "html": lambda p: Path(p).write_text(HTML_PAGE.format(
-            title=Path(stem).name.replace("_", " "), table=html_table(df))),
+            title=Path(stem).name.replace("_", " "), table=html_table(df),
+            note=f"<p>{html.escape(note)}</p>" if note else "")),
     }
     for f in formats:
         with atomic_file(f"{stem}.{f}") as tmp:

@@ -2,6 +2,7 @@
 never trains.
 
     rankbits recommend --results results/default --memory-mb 200 [--task sst2] [--model minilm]
+                       [--emit peft|axolotl|llama-factory]
 """
 from __future__ import annotations
 
@@ -45,8 +46,13 @@ def recommend(args) -> int:
     alpha = args.alpha if args.alpha is not None else study.get("alpha", 0.05)
     margins = {**study.get("margin", {}), **dict(args.margin or [])}
     try:
-        print(answer(runs, args.memory_mb, args.task, args.model, alpha, margins))
-    except ValueError as exc:
+        if args.emit:
+            from .emit import emit
+
+            print(emit(runs, args.memory_mb, args.emit, args.task, args.model, alpha, margins), end="")
+        else:
+            print(answer(runs, args.memory_mb, args.task, args.model, alpha, margins))
+    except (ValueError, FileNotFoundError) as exc:
         print(f"rankbits recommend: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -78,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--margin", action="append", type=margin_arg, metavar="METRIC=M",
                      help="equivalence margin for a metric, e.g. accuracy=0.02 or perplexity=2%% "
                           "(default: the study's verdict.margin; built in: 0.01, perplexity 2%%)")
+    rec.add_argument("--emit", choices=("peft", "axolotl", "llama-factory"),
+                     help="print the recommended arm as settings for this tool (a PEFT LoraConfig/"
+                          "AdaLoraConfig with its BitsAndBytesConfig, or an Axolotl or LLaMA-Factory "
+                          "YAML fragment) instead of the verdict")
     rec.set_defaults(func=recommend)
     ex = sub.add_parser("example-data", help="write the files config/studies/byo.yaml declares",
                         description="A CSV of reviews (SST-2, columns review/sentiment, string labels) and "

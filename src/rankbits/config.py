@@ -382,6 +382,15 @@ def lr_tag(lr: float) -> str:
     return f"{lr:g}"
 
 
+def adapter_dir(run_dir: str, lr: float) -> Path:
+    """The adapter a finished run (``results/<study>/runs/<run>``) trained at ``lr``: under
+    ``results/<study>/adapters/<run>/lr<tag>/adapter``."""
+    run = Path(run_dir)
+    parts = run.parts
+    i = len(parts) - 1 - parts[::-1].index("runs")
+    return Path(*parts[:i], "adapters", *parts[i + 1:], f"lr{lr_tag(lr)}", "adapter")
+
+
 SEARCH_KEYS = ("lr_grid", "lr_search", "lr_max_extensions", "lr_seeds", "lr_budgets")
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import torch
 
-from .config import Run, lr_tag
+from .config import Run, adapter_dir
 from .health import collapse
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
@@ -220,7 +220,7 @@ def score_only(spec: dict, dev_path: str, base_dir: str, out: str, threads: int 
         run = Run(spec["task"], trained.model, trained.method, trained.budget, trained.bits, trained.seed)
         model, _ = load_prepared_base(run, m["run_info"]["spec"], device, base_dir)
         model = METHODS.get(run.method).adapt_base(model, m["train_info"]["allocation"] or {}, device)
-        adapter = Path(run_dir.replace("/runs/", "/adapters/", 1), f"lr{lr_tag(m['train_info']['lr'])}", "adapter")
+        adapter = adapter_dir(run_dir, m["train_info"]["lr"])
         model = PeftModel.from_pretrained(model, str(adapter))
         scored, bits = {"adapter": str(adapter), "run": trained.path, "lr": m["train_info"]["lr"]}, run.bits
     pred, values, loss = score_split(model.eval(), df, prob, tokenizer, spec["task_options"],

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .aggregate import clip_interval  # noqa: E402
 from .bits import bits_label  # noqa: E402
 from .io import atomic_file, read_json  # noqa: E402
 from .methods import METHODS  # noqa: E402
@@ -342,7 +343,8 @@ def pareto(verdict: pd.DataFrame, out: str) -> None:
     for row, ((task, model), g) in enumerate(groups):
         g = g.sort_values(["training_mib", "arm"], kind="stable").reset_index(drop=True)
         y = g["mean"].to_numpy(float)
-        err = np.vstack([y - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - y])
+        ends = [clip_interval(m, lo, hi) for m, lo, hi in zip(g["metric"], g["ci_low"], g["ci_high"])]
+        err = np.vstack([y - np.array([e[0] for e in ends], float), np.array([e[1] for e in ends], float) - y])
         err = np.where(np.isnan(err), 0, err)
         for col, (xcol, front_col, xlabel) in enumerate([
                 ("training_mib", "memory_frontier", "training memory (MiB)\nweights + trainable + gradients + AdamW + activations"),

@@ -25,7 +25,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from .aggregate import KEYS, MiB, arm_name, compare, judge, margin_of, outcome_text
+from .aggregate import (CLIPPED_NOTE, KEYS, MiB, arm_name, clip_interval, compare, judge, margin_of, outcome_text,
+                        shown_interval)
 from .stats import DIFFERS, EQUIVALENT, LEVEL, UNRESOLVED, format_p, holm, mean_ci
 
 RULE = ("Within a memory budget, rankbits recommends the arm with the best mean over seeds among "
@@ -162,8 +163,8 @@ def margin_text(margin) -> str:
 
 def display_verdict(v: pd.DataFrame) -> pd.DataFrame:
     """The verdict as people read it: metric ± interval, MiB, the frontier marked."""
-    ci = [f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if pd.notna(lo) else f"{m:.4f} (1 seed)"
-          for m, lo, hi in zip(v["mean"], v["ci_low"], v["ci_high"])]
+    ci = [f"{m:.4f} {shown_interval(metric, lo, hi)}" if pd.notna(lo) else f"{m:.4f} (1 seed)"
+          for metric, m, lo, hi in zip(v["metric"], v["mean"], v["ci_low"], v["ci_high"])]
     return pd.DataFrame({
         "task": v["task"], "model": v["model"],
         "training MiB": v["training_mib"].round(1),
@@ -240,9 +241,14 @@ def recommend(runs: pd.DataFrame, memory_mib: float, task: str | None = None, mo
 
 
 def interval(arm: pd.Series) -> str:
+    """The arm's mean and interval in words; an end past the metric's range is clipped and the
+    interval as computed is given beside it."""
     if pd.isna(arm["ci_low"]):
         return f"{arm['mean']:.4f} (1 seed, no interval)"
-    return f"{arm['mean']:.4f} [{arm['ci_low']:.4f}, {arm['ci_high']:.4f}] over {arm['seeds']} seeds"
+    lo, hi, clipped = clip_interval(arm["metric"], arm["ci_low"], arm["ci_high"])
+    note = (f" (clipped to {arm['metric']}'s range; the t interval is [{arm['ci_low']:.4f}, "
+            f"{arm['ci_high']:.4f}])" if clipped else "")
+    return f"{arm['mean']:.4f} [{lo:.4f}, {hi:.4f}] over {arm['seeds']} seeds{note}"
 
 
 def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
