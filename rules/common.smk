@@ -27,6 +27,7 @@ from rankbits.config import (
 from rankbits.bits import BITS
 from rankbits.methods import METHODS
 from rankbits.jobserver import OWNER as JOBSERVER_OWNER
+from rankbits.aggregate import recorded_settings
 from rankbits.verdict import answer_rst
 from rankbits.workflow import KEEP_GOING, finished_message
 
@@ -85,6 +86,11 @@ config["report_study"] = {
     "out": OUT,
     **{axis: ", ".join(str(v) for v in study_values(config, axis))
        for axis in ("tasks", "models", "methods", "budgets", "bits", "seeds")},
+    # the settings the finished runs recorded (a report built with other --config values shows
+    # what the runs were made with), read only when a report is built
+    "recorded": "\n".join(f"    {line}" for line in recorded_settings(
+        sorted(str(p.parent) for p in Path(OUT, "runs").rglob("metrics.json"))).splitlines())
+    if "--report" in sys.argv else "",
     "config": "\n".join(f"    {line}" for line in yaml.safe_dump(
         {k: v for k, v in config.items() if not k.startswith("report_")}, sort_keys=False).splitlines()),
 }

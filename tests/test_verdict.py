@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -211,3 +212,20 @@ def test_an_interval_past_the_metric_range_is_shown_clipped_and_says_so(tmp_path
            f"[{wide['ci_low']:.4f}, {wide['ci_high']:.4f}])" in text
     lo, hi, clipped = agg.clip_interval("perplexity", 0.5, 30.0)
     assert (lo, hi, clipped) == (1.0, 30.0, True)
+
+
+def test_the_report_shows_the_settings_the_runs_recorded(tmp_path):
+    """Runs made with data_root=/some/folder: the report built later with another data_root shows
+    where the runs' data came from, and a setting that varies between runs says so."""
+    dirs = write_runs(tmp_path, {("lora", 2, "32"): (200, [0.8, 0.81]), ("adalora", 2, "32"): (210, [0.8, 0.82])})
+    for d in dirs:
+        m = json.loads((Path(d) / "metrics.json").read_text())
+        lr = [1e-3, 2e-3] if m["run_info"]["method"] == "lora" else [5e-3]
+        m["run_info"]["spec"] = {"run": dict(m["run_info"]), "training": {"lr_grid": lr, "batch_size": 16}}
+        m["meta_info"] = {"data": {"train": "local:/some/folder/sst2/train.tsv"}}
+        (Path(d) / "metrics.json").write_text(json.dumps(m))
+    text = agg.recorded_settings(dirs)
+    assert "recorded by the 4 finished run(s)" in text
+    assert 'data.train: "local:/some/folder/sst2/train.tsv"' in text and "training.batch_size: 16" in text
+    assert "training.lr_grid: varies: [0.001, 0.002] (2 runs); [0.005] (2 runs)" in text
+    assert "run." not in text  # the run's identity is not a setting

@@ -27,6 +27,46 @@ def run_records(run_dirs: list[str], status: str | None = "success"):
             yield d, m, {k: m["run_info"][k] for k in (*KEYS, "seed")}
 
 
+def _dotted(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recorded_settings(run_dirs: list[str]) -> str:
+    """The settings the finished runs were made with, as their metrics.json recorded them (the
+    run's spec and where its data came from), not the ones a later command was given: a setting
+    every run shares once, one that varies with each value and how many runs had it."""
+    import json
+    from collections import Counter
+
+    seen: dict[str, Counter] = {}
+    n = 0
+    for _, m, _ in run_records(run_dirs, None):
+        n += 1
+        spec = {k: v for k, v in (m["run_info"].get("spec") or {}).items() if k != "run"}
+        data = (m.get("meta_info") or {}).get("data")
+        for key, value in _dotted({**({"data": data} if data else {}), **spec}).items():
+            seen.setdefault(key, Counter())[json.dumps(value, sort_keys=True, default=str)] += 1
+    if not n:
+        return ""
+    lines = [f"# recorded by the {n} finished run(s); a setting that varies lists each value and its runs"]
+    for key in sorted(seen):
+        values = seen[key]
+        if len(values) == 1 and sum(values.values()) == n:
+            lines.append(f"{key}: {next(iter(values))}")
+        else:
+            missing = n - sum(values.values())
+            parts = [f"{v} ({c} runs)" for v, c in values.most_common()]
+            parts += [f"not set ({missing} runs)"] if missing else []
+            lines.append(f"{key}: varies: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def succeeded(run_dirs: list[str]) -> list[str]:
     return [d for d, _, _ in run_records(run_dirs)]
 

@@ -43,6 +43,15 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
     return metrics
 
 
+def data_sources(dev_path: str) -> dict | None:
+    """Where each split of the run's data was read from (its prepared data's manifest, beside the
+    dev split): what the report shows as the data the runs were made with."""
+    manifest = Path(dev_path).parent / "manifest.json"
+    if not manifest.exists():
+        return None
+    return {split: s.get("source") for split, s in read_json(str(manifest))["splits"].items()}
+
+
 def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, device) -> dict:
     """Forgetting, as PEFT's method_comparison reports it: the adapted model's loss on a fixed
     slice of general text (the forgetting task's dev split) minus the full-precision base's
@@ -181,6 +190,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "eval_peak_rss_bytes": peak_memory(device)["peak_rss_bytes"],
         },
         "meta_info": {
+            "data": data_sources(dev_path),
             "base_model": train_info["base"],
             "module_dims": train_info["module_dims"],
             "device": train_info["device"],
