@@ -33,6 +33,8 @@ onstart:
 
 
 onsuccess:
+    if not workflow.dryrun:  # Snakemake's own CPU (DAG evaluations included), for bench/study_profile.py
+        record_snakemake_cpu(f"{LOGS}/snakemake_cpu.json")
     # a run that diverged under --keep-going is recorded, not fatal; the study still says it failed
     failed = f"{OUT}/tables/failed_runs.csv"
     table = pd.read_csv(failed) if os.path.exists(failed) else None

@@ -29,7 +29,7 @@ from rankbits.methods import METHODS
 from rankbits.jobserver import OWNER as JOBSERVER_OWNER
 from rankbits.aggregate import recorded_settings
 from rankbits.verdict import answer_rst
-from rankbits.workflow import KEEP_GOING, finished_message
+from rankbits.workflow import KEEP_GOING, finished_message, record_snakemake_cpu
 
 
 try:

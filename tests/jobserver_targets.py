@@ -49,3 +49,10 @@ def crash():
 
 def killed():
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def burn(seconds):
+    """Spend about ``seconds`` of CPU."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass

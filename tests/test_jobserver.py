@@ -227,3 +227,21 @@ def test_hundreds_of_short_jobs_on_a_busy_machine_all_report_their_result(env, t
             b.kill()
     assert proc.stdout.splitlines()[0] == "0", proc.stdout + proc.stderr
     assert len(list(out.glob("*.txt"))) == 300
+
+
+def test_a_job_log_ends_with_the_cpu_it_used_in_its_fork_and_in_its_own_process(env, tmp_path):
+    """bench/study_profile.py reads these lines: the fork's CPU is the job's work (about the
+    second it burned), the process line the client stub's own."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from study_profile import job_cpu
+
+    log = tmp_path / "job.log"
+    proc = job(env, f"run('jobserver_targets:burn', 1.0, log={str(log)!r})", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cpu = job_cpu(log)
+    assert 0.9 <= cpu["fork"] < 3 and 0 < cpu["process"], log.read_text()
+    alone = {k: v for k, v in env.items() if k != "RANKBITS_JOBSERVER_OWNER"}  # in the script's process
+    proc = job(alone, f"run('jobserver_targets:burn', 1.0, log={str(log)!r})", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cpu = job_cpu(log)
+    assert "fork" not in cpu and cpu["process"] >= 0.9  # the whole process: imports and the job

@@ -44,7 +44,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .workflow import CONSOLE_FD
+from .workflow import CONSOLE_FD, record_cpu
 
 OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
 FORK = "RANKBITS_JOBSERVER_FORK"  # set in each fork (runtime.peak_memory says what its RSS counts)
@@ -82,6 +82,7 @@ def run(target: str, *args, log: str | None = None, server: bool = True, **kwarg
               file=sys.stderr, flush=True)
         run_job(target, args, kwargs, log)
         return
+    record_cpu(log, "process")  # this stub's own: the interpreter, its imports, the wait
     if code:
         sys.exit(message or code)
 
@@ -327,6 +328,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        record_cpu(log, "fork")  # the job's work, in its fork of the warm server
         with contextlib.suppress(Exception):
             _send(conn, {"code": code, "message": message})
         os._exit(code)

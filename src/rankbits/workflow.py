@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
 import traceback
 
@@ -40,6 +41,34 @@ def keep_going() -> bool:
     return os.environ.get(KEEP_GOING) == "1"
 
 
+CPU_LINE = "rankbits cpu seconds"  # how a job's log ends: bench/study_profile.py reads it
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of the children it waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def record_cpu(path: str | None, where: str) -> None:
+    """Append this process's CPU to the job's log (``where``: "process" for the job's own
+    process, "fork" for its fork of the job server)."""
+    if path:
+        with contextlib.suppress(OSError), open(path, "a") as fh:
+            fh.write(f"{CPU_LINE} ({where}): {cpu_seconds():.3f}\n")
+
+
+def record_snakemake_cpu(path: str) -> None:
+    """Snakemake's own process CPU (``self``) and that of the job processes it waited for
+    (``children``), at the end of a run."""
+    import json
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump({"self": own.ru_utime + own.ru_stime, "children": children.ru_utime + children.ru_stime}, fh)
+
+
 def logged(smk):
     """``logged_to`` the job's log file (Snakemake's ``log:``), if it has one."""
     return logged_to(smk.log[0] if smk.log else None)
@@ -66,5 +95,6 @@ def logged_to(path: str | None):
             msg = None
         finally:
             logging.getLogger().removeHandler(handler)
+    record_cpu(path, "process")
     if msg is not None:
         sys.exit(f"rankbits job failed ({path}): {msg}")
