@@ -3,6 +3,7 @@ never trains.
 
     rankbits recommend --results results/default --memory-mb 200 [--task sst2] [--model minilm]
                        [--emit peft|axolotl|llama-factory]
+    rankbits plan [--configfile config/studies/gpu.yaml] [--gpu-mib 81559]
 """
 from __future__ import annotations
 
@@ -58,6 +59,43 @@ def recommend(args) -> int:
     return 0
 
 
+def study_config(configfiles: list[str], base: str = "config/config.yaml") -> dict:
+    """The study's configuration as Snakemake reads it: ``base`` with each ``--configfile``
+    merged over it, validated."""
+    import yaml
+
+    from .config import validate_config
+
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k) or {}, v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+
+    cfg = yaml.safe_load(Path(base).read_text()) or {}
+    for f in configfiles:
+        cfg = merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
+    return validate_config(cfg, Path(base).parent / "schema.yaml")
+
+
+def plan(args) -> int:
+    from .errors import ConfigError
+    from .plan import plan as predict, table, too_big
+
+    try:
+        cfg = study_config(args.configfile or [], args.base)
+    except ConfigError as exc:
+        print(f"rankbits plan: {exc}", file=sys.stderr)
+        return 2
+    predictions = predict(cfg, args.device)
+    print(table(predictions, args.gpu_mib))
+    if args.gpu_mib:
+        problems = too_big(predictions, args.gpu_mib)
+        for line in problems:
+            print(f"rankbits plan: {line}", file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
 def example_data(args) -> int:
     from .examples import make
 
@@ -89,6 +127,18 @@ def main(argv: list[str] | None = None) -> int:
                           "AdaLoraConfig with its BitsAndBytesConfig, or an Axolotl or LLaMA-Factory "
                           "YAML fragment) instead of the verdict")
     rec.set_defaults(func=recommend)
+    pl = sub.add_parser("plan", help="each training job's predicted training memory, before the run",
+                        description="Every arm's training memory (base, adapter, gradients, AdamW, "
+                                    "activations), predicted from the model's config on the meta device "
+                                    "(no weights read), and with --gpu-mib how many such jobs fit the GPU "
+                                    "at once; an arm that cannot fit is named with the settings to change "
+                                    "(exit 1).")
+    pl.add_argument("--configfile", action="append", help="a study file merged over --base (repeatable)")
+    pl.add_argument("--base", default="config/config.yaml", help="the base configuration (default: %(default)s)")
+    pl.add_argument("--gpu-mib", type=float, help="the GPU's memory in MiB (e.g. 81559 for an H100 80GB)")
+    pl.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="where the jobs will train (bits 16 is bf16 on cuda, fp32 on cpu; default: cuda)")
+    pl.set_defaults(func=plan)
     ex = sub.add_parser("example-data", help="write the files config/studies/byo.yaml declares",
                         description="A CSV of reviews (SST-2, columns review/sentiment, string labels) and "
                                     "chat and prompt/response JSON Lines (the Alpaca sample), made from "

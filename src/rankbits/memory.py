@@ -70,21 +70,30 @@ def checkpointed_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
 
 
-def _saved(model, batch: dict, device, layers: list, keep_inputs: bool) -> dict:
+def storage_key(t: torch.Tensor):
+    """What identifies a tensor's storage: its address, or on the meta device (no addresses: the
+    plan's forward, ``rankbits.plan``) the storage object itself."""
+    s = t.untyped_storage()
+    return ("meta", s._cdata) if t.device.type == "meta" else s.data_ptr()
+
+
+def _saved(model, batch: dict, device, layers: list, keep_inputs: bool, int8=is_int8_linear) -> dict:
     """One measuring forward: bytes autograd saves outside ``layers`` and inside each one
     (``per_layer``), and (``keep_inputs``) the bytes of the layers' inputs, which a checkpointed
-    layer keeps for its recompute outside autograd's hooks."""
-    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
-    seen: dict[int, object] = {}
-    where: dict[int, int] = {}  # storage -> the layer it was saved in (-1: outside every layer)
+    layer keeps for its recompute outside autograd's hooks. ``int8(module)``: the layers whose
+    8-bit matmul keeps its input on ``ctx``."""
+    own = {storage_key(p) for p in model.parameters()} | {storage_key(b) for b in model.buffers()}
+    seen: dict = {}
+    where: dict = {}  # storage -> the layer it was saved in (-1: outside every layer)
     current = [-1]
 
-    def add(t, at: int):
-        if isinstance(t, torch.Tensor) and t.device.type != "meta":
-            s = t.untyped_storage()
-            if s.data_ptr() not in own and s.data_ptr() not in seen:
-                seen[s.data_ptr()], where[s.data_ptr()] = s, at
+    on_meta = torch.device(device).type == "meta"
+
+    def add(t, at: int):  # (a meta tensor in a real forward holds no memory)
+        if isinstance(t, torch.Tensor) and (on_meta or t.device.type != "meta"):
+            key = storage_key(t)
+            if key not in own and key not in seen:
+                seen[key], where[key] = t.untyped_storage(), at
 
     def pack(t: torch.Tensor):
         add(t, current[0])
@@ -109,7 +118,7 @@ def _saved(model, batch: dict, device, layers: list, keep_inputs: bool) -> dict:
     def leave(mod, args, output):
         current[0] = -1
 
-    hooks = [m.register_forward_pre_hook(kept_on_ctx) for m in model.modules() if is_int8_linear(m)]
+    hooks = [m.register_forward_pre_hook(kept_on_ctx) for m in model.modules() if int8(m)]
     for k, layer in enumerate(layers):
         hooks += [layer.register_forward_pre_hook(enter(k), with_kwargs=True), layer.register_forward_hook(leave)]
     try:
@@ -133,7 +142,7 @@ def _saved(model, batch: dict, device, layers: list, keep_inputs: bool) -> dict:
         seen.clear()
 
 
-def activation_bytes(model, batch: dict, device) -> dict:
+def activation_bytes(model, batch: dict, device, int8=is_int8_linear) -> dict:
     """Bytes autograd saves for backward in one training forward pass of ``batch``. RNG state is
     restored afterwards, so measuring changes nothing about the run (dropout draws included).
 
@@ -155,7 +164,7 @@ def activation_bytes(model, batch: dict, device) -> dict:
         for layer in layers:  # every layer's saved tensors, as they would be without checkpointing
             layer.gradient_checkpointing = False
         try:
-            plain = _saved(model, batch, device, layers, keep_inputs=False)
+            plain = _saved(model, batch, device, layers, keep_inputs=False, int8=int8)
         finally:
             for layer in layers:
                 layer.gradient_checkpointing = True
@@ -165,7 +174,7 @@ def activation_bytes(model, batch: dict, device) -> dict:
                   "method": "saved_tensors_hooks over one forward of the longest training rows, plus "
                             "8-bit matmul inputs kept on ctx and the output logits"}
         if layers:
-            kept = _saved(model, batch, device, layers, keep_inputs=True)
+            kept = _saved(model, batch, device, layers, keep_inputs=True, int8=int8)
             recompute = max(plain["per_layer"])
             result.update(bytes=kept["outside"] + recompute, without_checkpointing_bytes=without,
                           checkpointed_layers=len(layers), kept_outside_bytes=kept["outside"],

@@ -153,13 +153,11 @@ def load_prepared_base(run, spec: dict, device, base_dir: str | None = None):
     return m, info
 
 
-def attach_adapter(model, model_name: str, task: str, method, budget: int, opts: dict, hp: dict,
+def adapter_config(model, model_name: str, task: str, method, budget: int, opts: dict, hp: dict,
                    total_steps: int, allocation: dict | None = None):
-    """Wrap ``model`` with ``method``'s adapter on the model family's target modules
+    """``method``'s PEFT config for ``model`` on the model family's target modules
     (``allocation``: a rank per module decided before training), with the task's PEFT task type;
     a classification head the family creates is trained in full (modules_to_save)."""
-    from peft import get_peft_model
-
     from .methods import resolve_alpha
 
     family, prob = MODELS.get(model_name).family, problem(task, model_name)
@@ -171,6 +169,15 @@ def attach_adapter(model, model_name: str, task: str, method, budget: int, opts:
     cfg.fan_in_fan_out = any(is_conv1d(m) for m in model.modules())
     if prob.peft_task_type == "SEQ_CLS":
         cfg.modules_to_save = sorted(set(cfg.modules_to_save or []) | set(family.cls_head))
+    return cfg
+
+
+def attach_adapter(model, model_name: str, task: str, method, budget: int, opts: dict, hp: dict,
+                   total_steps: int, allocation: dict | None = None, cfg=None):
+    """Wrap ``model`` with ``method``'s adapter (``cfg``, else ``adapter_config``'s)."""
+    from peft import get_peft_model
+
+    cfg = cfg or adapter_config(model, model_name, task, method, budget, opts, hp, total_steps, allocation)
     peft_model = get_peft_model(model, cfg)
     if getattr(peft_model.get_base_model(), "is_gradient_checkpointing", False):
         no_input_grads(peft_model.get_base_model())

@@ -174,8 +174,11 @@ def install(peft_model) -> None:
             # PEFT's scale, scaling / (ranknum + 1e-5), in float32 as PEFT computes it; ranknum
             # (init_r) does not change while training
             mod._rankbits_quantized = type(mod).__name__ == "SVDLinear4bit"
+            # (on the meta device, where ``rankbits plan`` builds it, ranknum holds no value: it
+            # is PEFT's r, which it was filled with)
             mod._rankbits_scale = {
                 a: float(torch.tensor(mod.scaling[a], dtype=torch.float32)
-                         / (mod.ranknum[a].detach().float().cpu() + 1e-5))
+                         / ((torch.tensor(float(mod.r[a])) if mod.ranknum[a].is_meta
+                             else mod.ranknum[a].detach().float().cpu()) + 1e-5))
                 for a in mod.lora_A.keys()}
             mod.forward = types.MethodType(svd_forward, mod)

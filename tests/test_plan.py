@@ -1,0 +1,57 @@
+"""rankbits plan: training memory predicted from the model's config on the meta device (no
+weights) against what a real run measured of itself, part by part, on CPU."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, base_maker, needs_shared_data, small_spec
+
+from rankbits.config import Run
+from rankbits.plan import job_mib, predict, too_big
+
+
+@pytest.mark.slow
+@needs_shared_data("sst2")
+@pytest.mark.parametrize("method, bits, checkpointing", [("lora", "32", False), ("lora", "4", False),
+                                                         ("lora", "8", False), ("adalora", "32", False),
+                                                         ("lora", "32", True)])
+def test_the_plan_matches_what_a_run_measures(method, bits, checkpointing, sst2_tokens, tmp_path, tmp_path_factory):
+    """Every part within 1% (activations within 3%: the real batch is padded, the plan's is not)
+    at the batch shape the run measured, and the plan's default batch (max_length) is an upper
+    bound. LoRA dropout 0.1 (the default), so the 8-bit layers' kept inputs are extra tensors."""
+    from rankbits.train import train_run
+
+    base = base_maker(tmp_path_factory, sst2_tokens, "cpu")(bits) if bits != "32" else None
+    spec = small_spec(method, bits, budget=4, steps=2, gradient_checkpointing=checkpointing)
+    info = train_run(spec, str(sst2_tokens / "tok_train.parquet"), str(tmp_path / "t"), base_dir=base and str(base))
+    measured = info["training_memory"]
+    run = Run(**spec["run"])
+    p = predict(run, spec, "cpu", tuple(measured["activation_batch_shape"]))
+    for part in ("base_weights", "trainable_weights", "gradients"):
+        assert p.parts[part] == pytest.approx(measured[part], rel=0.01), part
+    assert p.parts["optimizer_state"] == pytest.approx(measured["optimizer_state"], rel=0.01)
+    assert p.parts["activations"] == pytest.approx(measured["activations"], rel=0.03)
+    assert predict(run, spec, "cpu").parts["activations"] >= 0.97 * measured["activations"]
+
+
+def test_a_job_that_cannot_fit_names_the_settings_to_change(capsys):
+    from rankbits.config import one_run_spec
+
+    from conftest import SCHEMA
+
+    spec = one_run_spec(Run("sst2", "minilm", "lora", 8, "32", 0), SCHEMA, {"batch_size": 16}, None)
+    p = predict(Run(**spec["run"]), spec, "cuda")
+    assert p.parts["base_weights"] > 80 * 2**20 and p.parts["activations"] > p.parts["base_weights"]
+    assert too_big([p], job_mib(p) + 1) == []
+    [line] = too_big([p], 700)
+    assert "needs" in line and "of the GPU's 700" in line and "activations" in line
+    assert "training.batch_size" in line and "training.gradient_checkpointing: true" in line
+    out = subprocess.run([sys.executable, "-m", "rankbits.cli", "plan", "--gpu-mib", "700"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and "DOES NOT FIT" in out.stdout and "lower training.batch_size" in out.stderr
+    fits = subprocess.run([sys.executable, "-m", "rankbits.cli", "plan", "--gpu-mib", "81559"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert fits.returncode == 0 and "LoRA @ NF4+DQ r=8" in fits.stdout and "at once" in fits.stdout, fits.stderr
