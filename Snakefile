@@ -26,6 +26,8 @@ onstart:
     os.environ[KEEP_GOING] = "1" if workflow.execution_settings.keep_going else "0"
     if workflow.executor_plugin.name == "local" and config["job_server"]:
         os.environ[JOBSERVER_OWNER] = str(os.getpid())  # jobs fork from one warm process
+    if workflow.executor_plugin.name == "local" and GPUS and "gpu_mib" not in workflow.global_resources:
+        workflow.register_resource("gpu_mib", GPU_MIB)  # jobs share the GPU by predicted memory
     if workflow.executor_plugin.name != "local" and "gpu" in workflow.global_resources:
         print(f"rankbits: warning: at most {workflow.global_resources['gpu'].value} GPU job(s) at "
               f"once (profiles/default's local cap); on a cluster run with --workflow-profile "

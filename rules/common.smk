@@ -105,9 +105,31 @@ DIRECTIONS = str(Path(workflow.basedir) / "config" / "directions.yaml")
 ENV = f"../envs/{config['conda_env']}.yaml"
 
 
-# GPUs a training/evaluation job holds: 1 on CUDA (profiles/default caps the sum at the
-# machine's GPUs, so two runs never share one), 0 on CPU or MPS
+# GPUs a job on CUDA holds: 1 (profiles/default caps the sum at the machine's GPUs), 0 on CPU
+# or MPS. Only preparing a base takes a whole GPU; training, evaluation and scoring jobs instead
+# ask for GPU memory, gpu_mib: their arm's predicted training memory (rankbits plan, from the
+# model's config on the meta device) plus a margin, out of the GPU's (the gpu_mib setting, else
+# the device's), so small runs share the GPU and a large run takes it whole.
 GPUS = int(torch.cuda.is_available() if config["device"] == "auto" else config["device"].startswith("cuda"))
+GPU_MIB, PLANNED_MIB = 0, {}
+if GPUS:
+    from rankbits.plan import gpu_budget, planned_jobs
+
+    try:
+        GPU_MIB = gpu_budget(config)
+        PLANNED_MIB = planned_jobs(config, GPU_MIB)  # an arm that cannot fit stops here, named
+    except ConfigError as exc:
+        sys.exit(f"rankbits: {exc}")
+
+
+def gpu_mib_for(w):
+    """GPU memory a job of this arm asks for (0 off CUDA)."""
+    return PLANNED_MIB[(w.task, w.model, w.method, int(w.budget), str(w.bits))] if GPUS else 0
+
+
+def model_gpu_mib(w):
+    """GPU memory a scoring job of this model asks for: its largest training job's."""
+    return max((v for k, v in PLANNED_MIB.items() if k[1] == w.model), default=0) if GPUS else 0
 
 
 wildcard_constraints:

@@ -12,7 +12,7 @@ rule evaluate:
     threads: 1
     resources:
         mem_mb=4000,
-        gpu=GPUS,
+        gpu_mib=gpu_mib_for,
     log:
         f"{LOGS}/evaluate/{RUN_PATTERN}.log",
     conda:
@@ -34,7 +34,7 @@ rule score_base:
     threads: 1
     resources:
         mem_mb=4000,
-        gpu=GPUS,
+        gpu_mib=model_gpu_mib,
     log:
         f"{LOGS}/score/{{task}}/{{model}}/base.log",
     conda:
@@ -55,7 +55,7 @@ rule score_adapter:
     threads: 1
     resources:
         mem_mb=4000,
-        gpu=GPUS,
+        gpu_mib=model_gpu_mib,
     log:
         f"{LOGS}/score/{{target}}/{RUN_PATTERN}.log",
     conda:

@@ -9,6 +9,7 @@ rule prepare_base:
         calibration_samples=config["quantization"]["calibration_samples"],
     resources:
         gpu=GPUS,
+        gpu_mib=GPU_MIB,  # the whole GPU: the full-precision model is loaded to quantize it
     log:
         "logs/cache/prepare_base/{model}/{bits}/{bkey}.log",
     conda:

@@ -13,7 +13,7 @@ rule train:
     threads: 1
     resources:
         mem_mb=4000,
-        gpu=GPUS,
+        gpu_mib=gpu_mib_for,
     log:
         f"{LOGS}/train/{RUN_PATTERN}/lr{{lr}}.log",
     conda:

@@ -55,3 +55,20 @@ def test_a_job_that_cannot_fit_names_the_settings_to_change(capsys):
     fits = subprocess.run([sys.executable, "-m", "rankbits.cli", "plan", "--gpu-mib", "81559"], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert fits.returncode == 0 and "LoRA @ NF4+DQ r=8" in fits.stdout and "at once" in fits.stdout, fits.stderr
+
+
+@pytest.mark.slow
+def test_on_cuda_jobs_ask_for_their_predicted_gpu_memory_and_a_study_that_cannot_fit_stops_at_start_up(tmp_path):
+    """A dry run with device=cuda (the plan needs no GPU): every training job asks for its arm's
+    plan, a prepared base for the whole GPU; a GPU too small for an arm stops the study naming it."""
+    def dry(gpu_mib):
+        return subprocess.run(["snakemake", "-n", "--config", "device=cuda", f"gpu_mib={gpu_mib}"], cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+    small = dry(700)
+    assert small.returncode != 0 and "arms that cannot fit the GPU" in small.stdout + small.stderr
+    assert "LoRA @ NF4+DQ r=8 needs" in small.stdout + small.stderr
+    ok = dry(81559)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    asked = {int(x) for x in __import__("re").findall(r"gpu_mib=(\d+), mem_mb", ok.stdout)}
+    assert asked and all(700 < x < 1000 for x in asked), asked  # MiniLM's jobs: well under 1 GiB each
+    assert "gpu=1, gpu_mib=81559" in ok.stdout  # preparing a base takes the GPU whole

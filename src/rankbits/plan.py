@@ -176,3 +176,29 @@ def too_big(predictions: list[Prediction], gpu_mib: float) -> list[str]:
                        f"training.batch_size or tasks.{task}.max_length, set training.gradient_checkpointing: "
                        f"true, or use fewer bits")
     return out
+
+
+def gpu_budget(cfg: dict) -> int:
+    """The GPU memory jobs share, in MiB: the ``gpu_mib`` setting, else the device's own."""
+    from .errors import ConfigError
+
+    if cfg.get("gpu_mib"):
+        return int(cfg["gpu_mib"])
+    if not torch.cuda.is_available():
+        raise ConfigError("gpu_mib: the device is CUDA but torch sees none to read its memory from; "
+                          "set gpu_mib (MiB)")
+    index = int(cfg["device"].split(":")[1]) if ":" in cfg["device"] else 0
+    return int(torch.cuda.get_device_properties(index).total_memory // MiB)
+
+
+def planned_jobs(cfg: dict, gpu_mib: int) -> dict[tuple, int]:
+    """GPU MiB each arm's jobs ask for; an arm that cannot fit ``gpu_mib`` is a ConfigError that
+    names the settings to change."""
+    from .errors import ConfigError
+
+    predictions = plan(cfg, "cuda")
+    problems = too_big(predictions, gpu_mib)
+    if problems:
+        raise ConfigError("arms that cannot fit the GPU (rankbits plan shows every arm's parts):\n  "
+                          + "\n  ".join(problems))
+    return {p.arm: job_mib(p) for p in predictions}
