@@ -61,8 +61,9 @@ def recipe(run_dir: str, headline: str) -> Recipe:
                 for f in dataclasses.fields(type(cfg))}
     fields = {k: v for k, v in dataclasses.asdict(cfg).items()
               if k not in NOT_RECIPE and (k in ALWAYS or (v != defaults.get(k) and v not in ({}, None)))}
-    if "target_modules" in fields and not isinstance(fields["target_modules"], str):
-        fields["target_modules"] = sorted(fields["target_modules"])
+    for key in ("target_modules", "modules_to_save"):  # (PEFT adds a head to modules_to_save twice)
+        if isinstance(fields.get(key), (list, set, tuple)):
+            fields[key] = sorted(set(fields[key]))
     if type(cfg).__name__ == "AdaLoraConfig":
         fields.pop("rank_pattern", None)  # where its pruning ended, not where a new run starts
     registered = info["model"] in MODELS.registered()
