@@ -275,8 +275,8 @@ def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
             lines.append(f"- within **{a['training_mib']:.1f} MiB** of training memory: use "
                          f"**{a['best_within_memory']}**, {interval(best)}{note}; "
                          f"{said or 'no other arm fits'}")
-            if isinstance(best["collapsed"], str) and best["collapsed"]:
-                lines.append(f"  **Warning:** {best['collapsed']}")
+            if isinstance(best["collapsed"], str) and best["collapsed"]:  # its own paragraph in the item
+                lines += ["", f"  **Warning:** {best['collapsed']}", ""]
         unresolved = g[g["vs_best"].astype(str).str.startswith(UNRESOLVED)]
         if len(unresolved):
             mde = unresolved["detectable"].astype(float).max()
@@ -285,6 +285,8 @@ def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
                          f"best within their memory; differences under {mde:.3g} could not have been "
                          f"detected (80% power at alpha 0.05).")
         flagged = g[g["collapsed_seeds"] > 0]
+        if len(flagged):
+            lines.append("")  # a list of its own, not the paragraph's last line
         for _, a in flagged.iterrows():
             lines.append(f"- *collapsed:* {a['arm']}: {a['collapsed']}")
         lines.append("")
