@@ -72,3 +72,19 @@ def test_on_cuda_jobs_ask_for_their_predicted_gpu_memory_and_a_study_that_cannot
     asked = {int(x) for x in __import__("re").findall(r"gpu_mib=(\d+), mem_mb", ok.stdout)}
     assert asked and all(700 < x < 1000 for x in asked), asked  # MiniLM's jobs: well under 1 GiB each
     assert "gpu=1, gpu_mib=81559" in ok.stdout  # preparing a base takes the GPU whole
+
+
+@pytest.mark.slow
+@needs_shared_data("sst2")
+def test_the_gpu_check_script_runs_dry_on_a_cpu(tmp_path):
+    """bench/gpu_check.sh, ready before a GPU is: its dry mode plans config/studies/gpu.yaml for an
+    80 GB GPU, dry-runs the study on CUDA settings and makes the memory model's inputs."""
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), str(out), "--dry-run"], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text()
+    assert summary.count("rc=0") == 4 and "dry run: nothing trained" in summary, summary
+    plan = (out / "plan.txt").read_text()
+    assert "alpaca / smollm2-135m LoRA @ int8 r=8" in plan and "DOES NOT FIT" not in plan
+    assert "train" in (out / "study_dry.log").read_text()

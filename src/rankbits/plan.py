@@ -50,8 +50,9 @@ class Prediction:
         return (self.total_bytes if part is None else self.parts[part]) / MiB
 
 
-def meta_model(run: Run, spec: dict):
-    """The run's model with its task head, built on the meta device from its config."""
+def meta_model(run: Run, spec: dict, device: str = "cpu"):
+    """The run's model with its task head, built on the meta device from its config (in bf16
+    for ``bits: 16`` on CUDA, as it would load)."""
     from transformers import AutoConfig
 
     prob = problem(run.task, run.model)
@@ -60,8 +61,9 @@ def meta_model(run: Run, spec: dict):
         config.num_labels = prob.task.num_labels
         if getattr(config, "pad_token_id", None) is None:
             config.pad_token_id = getattr(config, "eos_token_id", None) or 0
+    dtype = torch.bfloat16 if run.bits == "16" and device == "cuda" else torch.float32
     with torch.device("meta"):
-        return prob.model_class().from_config(config)
+        return prob.model_class().from_config(config, dtype=dtype)
 
 
 def base_bytes(model, bits: str, device: str) -> int:
@@ -88,8 +90,10 @@ def predict(run: Run, spec: dict, device: str = "cuda", shape: tuple[int, int] |
     ``shape`` (rows, tokens) when given, else the configured batch size x ``max_length``."""
     hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
     approx = []
-    model = meta_model(run, spec)
+    model = meta_model(run, spec, device)
     base = base_bytes(model, run.bits, device)
+    if device == "cuda" and BITS.get(run.bits).quantized and run.bits != "8":
+        approx.append("4-bit layers compute in bf16 on CUDA: activations planned in fp32, an upper bound")
     if BITS.get(run.bits).build is not None:
         approx.append(f"bits {run.bits}: per-layer bit-widths planned as NF4 everywhere")
     if method.own_bits:
@@ -143,22 +147,22 @@ def job_mib(p: Prediction) -> int:
 def table(predictions: list[Prediction], gpu_mib: float | None) -> str:
     from .aggregate import arm_name
 
-    head = (f"{'task / model':<22}{'arm':<26}{'base':>8}{'adapter':>9}{'grads':>8}{'AdamW':>8}"
+    head = (f"{'task / model':<22}{'arm':<26}{'batch':>9}{'base':>8}{'adapter':>9}{'grads':>8}{'AdamW':>8}"
             f"{'activ.':>9}{'total':>9}{'job':>8}" + (f"{'at once':>9}" if gpu_mib else ""))
-    lines = [head, f"{'':<48}(MiB; job = total + {MARGIN:.0%} + {CUDA_CONTEXT_MIB} MiB CUDA context)"]
+    lines = [head, f"{'':<57}(MiB; job = total + {MARGIN:.0%} + {CUDA_CONTEXT_MIB} MiB CUDA context)"]
     notes = []
     for p in predictions:
         task, model, method, budget, bits = p.arm
         need = job_mib(p)
-        row = (f"{task + ' / ' + model:<22}{arm_name(method, bits, budget):<26}{p.mib('base_weights'):>8.1f}"
+        shape = "x".join(str(n) for n in p.batch_shape)
+        row = (f"{task + ' / ' + model:<22}{arm_name(method, bits, budget):<26}{shape:>9}{p.mib('base_weights'):>8.1f}"
                f"{p.mib('trainable_weights'):>9.1f}{p.mib('gradients'):>8.1f}{p.mib('optimizer_state'):>8.1f}"
                f"{p.mib('activations'):>9.1f}{p.mib():>9.1f}{need:>8d}")
         if gpu_mib:
             row += f"{int(gpu_mib // need):>9d}" if need <= gpu_mib else f"{'DOES NOT FIT':>14}"
         lines.append(row)
         notes += p.approximation
-    lines.append(f"activations at batch {predictions[0].batch_shape[0]} x max_length "
-                 f"{predictions[0].batch_shape[1]} (every row fits max_length: an upper bound)" if predictions else "")
+    lines.append("batch: rows x the task's max_length (every row fits max_length: activations are an upper bound)")
     return "\n".join(lines + [f"approximation: {n}" for n in dict.fromkeys(notes)])
 
 
