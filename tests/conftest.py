@@ -97,3 +97,21 @@ def train_and_evaluate(spec: dict, sst2_tokens, out, base=None, upstream=None):
     metrics = evaluate_run(spec, str(out / name), str(sst2_tokens / "tok_dev.parquet"), str(out / f"{name}-run"),
                            base_dir=base)
     return info, metrics
+
+
+def valid_records(root) -> int:
+    """Every run record (metrics.json) under ``root`` validates against
+    config/metrics.schema.yaml; returns how many there were."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((REPO / "config" / "metrics.schema.yaml").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    n = 0
+    for path in Path(root).rglob("runs/**/metrics.json"):
+        error = jsonschema.exceptions.best_match(validator.iter_errors(json.loads(path.read_text())))
+        assert error is None, f"{path}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
+        n += 1
+    return n

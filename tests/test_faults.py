@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import needs_shared_data, small_spec
+from conftest import needs_shared_data, small_spec, valid_records
 from test_workflow import snakemake, tiny_config
 
 # what legitimately differs between two runs of the same seed: clocks and memory high-water marks
@@ -59,6 +59,7 @@ def test_keep_going_finishes_the_study_and_lists_the_failed_run(tmp_path):
     assert list(summary["method"]) == ["adalora"]  # the failed run is in no other table
     m = json.loads((tmp_path / "results/default/runs/sst2/minilm/lora/2/32/seed0/metrics.json").read_text())
     assert m["run_info"]["status"] == "failed" and m["failure"][0]["step"] == failed["step"].iloc[0]
+    assert valid_records(tmp_path / "results") == 2  # the failed record too (config/metrics.schema.yaml)
     snakemake(tmp_path, "--report", "report.html", config=cfg)
     assert "failed_runs.csv" in (tmp_path / "report.html").read_text()
     # the failure is the recorded outcome of these settings: nothing reruns until they change

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DATA, needs_shared_data
+from conftest import REPO, SHARED_DATA, needs_shared_data, valid_records
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
@@ -104,6 +104,7 @@ def test_tiny_study_end_to_end(tmp_path):
         ranks = json.loads((d / "rank_pattern.json").read_text())
         assert len(ranks) == 36
         assert sum(ranks.values()) == m["train_info"]["total_rank"] == 2 * 36  # target x modules
+    assert valid_records(tmp_path / "results") == 2  # config/metrics.schema.yaml
     ada = json.loads((runs / "adalora/2/32/seed0/metrics.json").read_text())["train_info"]
     assert ada["effective_adapter_params"] < ada["adapter_params_initial"]  # pruned from init_r 3
     hist = pd.read_csv(runs / "adalora/2/32/seed0/rank_history.csv")
@@ -263,6 +264,7 @@ def test_language_modelling_and_summarization_through_the_workflow(tmp_path):
     assert summary["primary_value_mean"].notna().all()
     comp = pd.read_csv(tmp_path / "results/default/tables/comparisons.csv")
     assert comp.loc[0, "metric"] == "perplexity" and comp.loc[0, "test"].startswith("evaluation noise only (1 seed)")
+    assert valid_records(tmp_path / "results") > 0
     m = json.loads((tmp_path / "results/default/runs/cnn_dailymail/t5-small/adalora/2/4/seed0/metrics.json").read_text())
     assert m["meta_info"]["base_model"]["quantized"] and m["eval_info"]["problem_type"] == "seq2seq"
     for png in ("rank_heatmaps/cnn_dailymail/t5-small/adalora/2/4/seed0.png", "quant_diagnostics/t5-small/4.png",
