@@ -72,11 +72,12 @@ def test_quant_diagnostics_cover_every_quantized_linear(prepared):
 def test_saved_4bit_base_reloads_with_identical_outputs(prepared, sst2_tokens):
     from transformers import AutoModel
 
-    from rankbits.modeling import load_base_backbone
+    from rankbits.modeling import load_base_backbone, one_4bit_layout
     from rankbits.prepare import calibration_batch
 
     fresh, _ = load_base_backbone("minilm", "4", {}, CPU)
     reloaded = AutoModel.from_pretrained(str(prepared("4") / "model"), device_map={"": "cpu"})
+    one_4bit_layout(reloaded)  # as every rankbits load does (fresh's did)
     assert type(reloaded.encoder.layer[0].attention.self.query).__name__ == "Linear4bit"
     batch = calibration_batch(str(sst2_tokens / "tok_train.parquet"), 8, 0, CPU)
     with torch.no_grad():

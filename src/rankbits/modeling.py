@@ -114,6 +114,7 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
     m = _from_pretrained(prob.model_class(), src, device, kwargs, bits)
     if BITS.get(bits).finish_load is not None:
         m = BITS.get(bits).finish_load(m, base_dir)
+        one_4bit_layout(m)
     return m, {"source": src, **source_note(src), "family": spec.family.name,
                "base_bytes": int(m.get_memory_footprint()),
                "num_params": int(sum(p.numel() for p in m.parameters())), **bit_info}

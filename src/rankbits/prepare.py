@@ -9,7 +9,7 @@ from .batching import Batches
 from .bits import BITS
 from .footprint import footprint
 from .io import atomic_dir, write_json
-from .modeling import load_base_backbone, load_tokenizer
+from .modeling import load_base_backbone, load_tokenizer, one_4bit_layout
 from .models import MODELS
 from .quant import diagnostics
 from .runtime import pick_device, versions
@@ -31,7 +31,9 @@ def build_backbone(model: str, bits: str, options: dict, device, calibration: di
     per-layer mixes are built by their bits entry, the rest by bitsandbytes' config."""
     spec = BITS.get(bits)
     if spec.build is not None:
-        return spec.build(model, options, device, calibration)
+        m, info = spec.build(model, options, device, calibration)
+        one_4bit_layout(m)  # the layers it swapped in: in the layout training uses
+        return m, info
     return load_base_backbone(model, bits, options, device)
 
 
