@@ -14,7 +14,8 @@ with logged(snakemake):
     footprints = {(f["model"], str(f["bits"])): f
                   for f in (read_json(f"{d}/footprint.json") for d in snakemake.input.bases)}
     runs.to_csv(out / "runs.csv", index=False)
-    agg.write_table(agg.display_summary(summary), str(out / "summary"), ("md", "tex", "html"))
+    shown = agg.display_summary(summary)
+    agg.write_table(shown, str(out / "summary"), ("md", "tex", "html"), agg.clipped_note(shown))
     summary.to_csv(snakemake.output.summary, index=False)
     budget = agg.budget_table(summary, snakemake.params.methods, snakemake.params.budgets)
     agg.write_table(budget, str(out / "budget_table"), (*HTML, "tex"))
@@ -26,8 +27,8 @@ with logged(snakemake):
     v = verdict(runs, alpha, margins)
     write_settings(str(out / "verdict_settings.json"), alpha, margins)
     v.to_csv(snakemake.output.verdict, index=False)
-    agg.write_table(display_verdict(v), str(out / "verdict"), ("md", "html"))
-    agg.write_table(brief_verdict(v), str(out / "answer"), ("md",))
+    for shown, stem, formats in ((display_verdict(v), "verdict", ("md", "html")), (brief_verdict(v), "answer", ("md",))):
+        agg.write_table(shown, str(out / stem), formats, agg.clipped_note(shown))
     agg.write_table(agg.selection_table(snakemake.input.runs), str(out / "lr_selection"), (*HTML, "tex"))
     comp = agg.comparisons(runs, alpha, margins=margins)
     agg.write_table(comp, str(out / "comparisons"), ("csv",))
