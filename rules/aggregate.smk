@@ -17,6 +17,7 @@ rule aggregate:
         verdict=f"{OUT}/tables/verdict.csv",
         summary=f"{OUT}/tables/summary.csv",
         verdict_html=report_table("verdict", "Answer", "verdict: the best arm at each training memory"),
+        explorer_html=report_table("explorer", "Answer", "explorer: every run and arm on axes you pick"),
         summary_html=report_table("summary", "Tables", "summary: every arm, mean ± std and 95% CI over seeds"),
         budget_html=report_table("budget_table", "Tables", "methods × budgets (S0 Table 1 layout)"),
         arms_html=report_table("arms_table", "Tables", "methods × bit-widths (S0 Table 3/4 layout)"),

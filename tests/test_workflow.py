@@ -132,6 +132,8 @@ def test_tiny_study_end_to_end(tmp_path):
               re.findall(r"filename=(\w+)\.html;base64,([A-Za-z0-9+/=]+)", html)}
     assert {"verdict", "summary", "budget_table", "arms_table", "memory", "costs", "lr_selection",
             "comparisons", "replication", "failed_runs"} <= set(tables)
+    explorer = tables.pop("explorer")  # the interactive page: an SVG its script draws, the data inline
+    assert "<svg" in explorer and "const D = " in explorer
     assert all("<table" in t for t in tables.values())
     assert re.search(r"<td>0\.\d{4}</td>", tables["budget_table"])  # one seed: no ± std
 

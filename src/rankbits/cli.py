@@ -4,6 +4,7 @@ never trains.
     rankbits recommend --results results/default --memory-mb 200 [--task sst2] [--model minilm]
                        [--emit peft|axolotl|llama-factory]
     rankbits plan [--configfile config/studies/gpu.yaml] [--gpu-mib 81559]
+    rankbits compare results/default results/byo --out compare.html
 """
 from __future__ import annotations
 
@@ -96,6 +97,21 @@ def plan(args) -> int:
     return 0
 
 
+def compare(args) -> int:
+    from .explorer import write
+
+    missing = [r for r in args.results if not (Path(r) / "tables" / "verdict.csv").exists()]
+    if missing:
+        print(f"rankbits compare: no finished study (tables/verdict.csv) in {', '.join(missing)}", file=sys.stderr)
+        return 2
+    names = [Path(r).resolve().name for r in args.results]
+    if len(set(names)) < len(names):  # two studies of one name from different folders
+        names = [str(Path(r)) for r in args.results]
+    write(list(zip(args.results, names)), args.out, "rankbits: " + " vs ".join(names))
+    print(f"wrote {args.out}: {len(names)} studies; open it in a browser (self-contained, offline)")
+    return 0
+
+
 def example_data(args) -> int:
     from .examples import make
 
@@ -139,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="where the jobs will train (bits 16 is bf16 on cuda, fp32 on cpu; default: cuda)")
     pl.set_defaults(func=plan)
+    cmp = sub.add_parser("compare", help="one explorer page over several finished studies",
+                         description="Every run and arm of the studies on axes you pick, filtered by "
+                                     "study, task, model, method, budget, bits and seed, the frontier drawn "
+                                     "(tables/runs.csv and tables/verdict.csv of each).")
+    cmp.add_argument("results", nargs="+", help="results/<study> folders")
+    cmp.add_argument("--out", default="compare.html", help="the page to write (default: %(default)s)")
+    cmp.set_defaults(func=compare)
     ex = sub.add_parser("example-data", help="write the files config/studies/byo.yaml declares",
                         description="A CSV of reviews (SST-2, columns review/sentiment, string labels) and "
                                     "chat and prompt/response JSON Lines (the Alpaca sample), made from "

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from rankbits import aggregate as agg
+from rankbits import explorer
 from rankbits.io import read_json
 from rankbits.replication import directions_table, load_directions, load_published, replication_table
 from rankbits.verdict import brief_verdict, display_verdict, verdict, write_settings
@@ -38,4 +39,5 @@ with logged(snakemake):
     directions = load_directions(snakemake.input.directions)
     agg.write_table(directions_table(runs, directions), str(out / "directions"), HTML)
     agg.write_table(agg.scores_table(snakemake.input.scores), str(out / "scores"), HTML)
+    explorer.write([(out.parent, None)], snakemake.output.explorer_html, f"rankbits explorer: {out.parent.name}")
     agg.write_table(agg.failed_runs(snakemake.input.runs), str(out / "failed_runs"), HTML)
