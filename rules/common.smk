@@ -29,6 +29,7 @@ from rankbits.methods import METHODS
 from rankbits.jobserver import OWNER as JOBSERVER_OWNER
 from rankbits.aggregate import recorded_settings
 from rankbits.verdict import answer_rst
+from rankbits.watch import PACKAGE as WATCH_PACKAGE, available as watch_available
 from rankbits.workflow import KEEP_GOING, finished_message, record_snakemake_cpu
 
 
@@ -42,6 +43,9 @@ try:
     SCORES = scoring_plan(config, RUNS)
 except ConfigError as exc:
     sys.exit(f"rankbits: invalid configuration: {exc}")
+if config["logging"] == "tensorboard" and not watch_available():
+    sys.exit(f"rankbits: invalid configuration: logging: tensorboard needs the tensorboard package "
+             f"(pip install {WATCH_PACKAGE}), or set logging: none")
 
 # A study's runs, tables, plots and report live under results/<study>/ (logs under
 # logs/<study>/); prepared data, tokenized inputs and prepared bases are caches under

@@ -10,6 +10,8 @@ rule train:
         spec=point_spec_for,
         # outside the output, so it survives the clean-up of a killed job; removed when done
         checkpoint=f"{OUT}/checkpoints/{RUN_PATTERN}/lr{{lr}}",
+        # logging: tensorboard (rankbits.watch); None when off
+        watch=f"{LOGS}/tensorboard/{RUN_PATTERN}/lr{{lr}}" if config["logging"] == "tensorboard" else None,
     threads: 1
     resources:
         mem_mb=4000,

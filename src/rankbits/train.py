@@ -39,6 +39,7 @@ from .modeling import attach_adapter, load_prepared_base, load_tokenizer
 from .models import MODELS, Family
 from .problems import Problem, problem, score, score_split, task_loss
 from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
+from .watch import Watch
 from .workflow import console
 
 
@@ -149,7 +150,7 @@ def score_selection(model, path: str | None, prob: Problem, hp: dict, tokenizer,
 
 def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir: str | None,
               upstream_dir: str | None, selection_path: str | None, checkpoint_dir: str | None,
-              checkpoint_every: int) -> None:
+              checkpoint_every: int, watch_dir: str | None = None) -> None:
     """The workflow's training job: ``train_run``; under ``--keep-going`` a run that diverged is
     recorded as failed (the same seed would diverge again) instead of failing the study."""
     from .workflow import keep_going
@@ -158,7 +159,7 @@ def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir:
     console(f"rankbits: training {name} ...")
     try:
         info = train_run(spec, train_path, out_dir, threads, base_dir, upstream_dir, selection_path,
-                         checkpoint_dir, checkpoint_every)
+                         checkpoint_dir, checkpoint_every, watch_dir)
         sel = info.get("selection") or {}
         sel_text = f", selection {sel['primary_metric']} {sel['primary_value']:.4g}" if sel else ""
         console(f"rankbits: trained  {name}: {info['steps']} steps in {info['timing']['train_seconds']:.0f} s "
@@ -218,7 +219,7 @@ class Progress:
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
               base_dir: str | None = None, upstream_dir: str | None = None,
               selection_path: str | None = None, checkpoint_dir: str | None = None,
-              checkpoint_every: int = 0) -> dict:
+              checkpoint_every: int = 0, watch_dir: str | None = None) -> dict:
     """Train one run and write its training artefacts to ``out_dir`` (complete or absent).
     ``upstream_dir``: the finished run a method builds on (e.g. adalora-transfer's AdaLoRA run).
     ``selection_path``: the task's selection split; the trained adapter is scored on it (for
@@ -240,8 +241,10 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     data = prepare_data(spec, run, train_path)
     built = build_model(spec, run, data, device, base_dir, upstream_dir, resume, t0)
     progress = restore(built, resume) if resume else Progress(*initial_ranks(built, run))
-    loop(spec, run, data, built, progress, ckpt, device, resume)
+    watch = Watch(watch_dir)  # logging: tensorboard (rankbits.watch)
+    loop(spec, run, data, built, progress, ckpt, device, resume, watch)
     info = record(spec, run, data, built, progress, selection_path, device)
+    watch.close(data.steps, info["training_memory"])
     with atomic_dir(out_dir) as tmp:
         built.model.save_pretrained(tmp / "adapter")
         info["adapter_bytes"] = dir_bytes(tmp / "adapter")
@@ -376,7 +379,7 @@ def restore(built: Built, resume: dict) -> Progress:
 
 
 def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Checkpointer, device,
-         resume: dict | None) -> None:
+         resume: dict | None, watch: Watch | None = None) -> None:
     """The optimizer steps from ``pg.start`` to the end; losses are checked (and logged) in groups
     of ``log_every`` steps, a checkpoint is saved when due."""
     hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
@@ -396,6 +399,8 @@ def loop(spec: dict, run: Run, data: Data, built: Built, pg: Progress, ckpt: Che
                     f"learning rate (training.lr) or gradient clipping (training.max_grad_norm), "
                     f"or set training.on_nan: skip_batch", step)
             pg.log_rows.append((step, task_loss, loss, lr, gnorm, total_rank))
+        if watch is not None:
+            watch.rows(pg.log_rows[-len(pending):])
         now = time.perf_counter()  # the group's values are on the host: its steps are done
         pg.step_seconds.append((now - mark) / len(pending))
         mark = now
