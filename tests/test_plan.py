@@ -37,7 +37,25 @@ def test_the_plan_matches_what_a_run_measures(method, bits, checkpointing, sst2_
     assert predict(run, spec, "cpu").parts["activations"] >= 0.97 * measured["activations"]
 
 
-def test_a_job_that_cannot_fit_names_the_settings_to_change(capsys):
+def test_training_time_is_estimated_from_step_times_measured_before(tmp_path):
+    import pandas as pd
+
+    from rankbits.plan import Prediction, step_history, wall_estimate
+
+    pd.DataFrame({"task": ["sst2"] * 3, "model": ["minilm"] * 3, "method": ["lora"] * 3, "budget": [8] * 3,
+                  "bits": [4] * 3, "step_seconds_median": [0.4, 0.5, 0.6]}).to_csv(tmp_path / "runs.csv", index=False)
+    history = step_history([str(tmp_path / "runs.csv")])
+    assert history[("sst2", "minilm", "lora", 8, "4")][0] == 0.5
+    known = Prediction(("sst2", "minilm", "lora", 8, "4"), {}, 0, [16, 64], [], jobs=5, steps=60)
+    unknown = Prediction(("sst2", "minilm", "adalora", 8, "4"), {}, 0, [16, 64], [], jobs=5, steps=60)
+    lines = wall_estimate([known, unknown], history, at_once=2)
+    assert "5 job(s) x 60 steps x 500 ms = 2.5 min" in lines[1]
+    assert "in all 2.5 min of training, about 1.2 min with 2 at once; 1 arm(s) never measured" in lines[-1]
+    assert wall_estimate([unknown], history, 2) == []
+
+
+@pytest.mark.slow
+def test_a_job_that_cannot_fit_names_the_settings_to_change(validated):
     from rankbits.config import one_run_spec
 
     from conftest import SCHEMA
@@ -55,6 +73,11 @@ def test_a_job_that_cannot_fit_names_the_settings_to_change(capsys):
     fits = subprocess.run([sys.executable, "-m", "rankbits.cli", "plan", "--gpu-mib", "81559"], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert fits.returncode == 0 and "LoRA @ NF4+DQ r=8" in fits.stdout and "at once" in fits.stdout, fits.stderr
+    from rankbits.plan import plan
+
+    arms = plan(validated, "cpu")
+    # the default study: 3 rates for seed 0, the chosen one for seeds 1 and 2
+    assert len(arms) == 8 and {p.jobs for p in arms} == {5} and {p.steps for p in arms} == {50}
 
 
 @pytest.mark.slow

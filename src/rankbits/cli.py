@@ -80,7 +80,7 @@ def study_config(configfiles: list[str], base: str = "config/config.yaml") -> di
 
 def plan(args) -> int:
     from .errors import ConfigError
-    from .plan import plan as predict, table, too_big
+    from .plan import job_mib, plan as predict, step_history, table, too_big, wall_estimate
 
     try:
         cfg = study_config(args.configfile or [], args.base)
@@ -89,6 +89,12 @@ def plan(args) -> int:
         return 2
     predictions = predict(cfg, args.device)
     print(table(predictions, args.gpu_mib))
+    history = step_history(args.history if args.history is not None
+                           else sorted(str(p) for p in Path("results").glob("*/tables/runs.csv")))
+    at_once = args.cores if not args.gpu_mib else min(args.cores, *(int(args.gpu_mib // job_mib(p)) or 1
+                                                                    for p in predictions))
+    for line in wall_estimate(predictions, history, at_once):
+        print(line)
     if args.gpu_mib:
         problems = too_big(predictions, args.gpu_mib)
         for line in problems:
@@ -154,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--gpu-mib", type=float, help="the GPU's memory in MiB (e.g. 81559 for an H100 80GB)")
     pl.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="where the jobs will train (bits 16 is bf16 on cuda, fp32 on cpu; default: cuda)")
+    pl.add_argument("--history", nargs="*", metavar="RUNS_CSV",
+                    help="earlier studies' tables/runs.csv whose step times estimate training time "
+                         "(default: every results/*/tables/runs.csv here)")
+    pl.add_argument("--cores", type=int, default=2, help="jobs at once, as snakemake --cores (default: 2)")
     pl.set_defaults(func=plan)
     cmp = sub.add_parser("compare", help="one explorer page over several finished studies",
                          description="Every run and arm of the studies on axes you pick, filtered by "

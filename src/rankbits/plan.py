@@ -26,7 +26,7 @@ import dataclasses
 import torch
 
 from .bits import BITS
-from .config import Run, expand_runs, planned_steps, run_spec
+from .config import Run, expand_runs, lr_grid, planned_steps, run_spec
 from .memory import activation_bytes, linear_bytes
 from .methods import METHODS
 from .modeling import adapter_config, attach_adapter
@@ -45,6 +45,8 @@ class Prediction:
     total_bytes: int
     batch_shape: list
     approximation: list[str]
+    jobs: int = 1  # training jobs of the arm (seeds x learning rates)
+    steps: int = 0  # optimizer steps each trains (planned)
 
     def mib(self, part: str | None = None) -> float:
         return (self.total_bytes if part is None else self.parts[part]) / MiB
@@ -129,14 +131,58 @@ def predict(run: Run, spec: dict, device: str = "cuda", shape: tuple[int, int] |
 
 
 def plan(cfg: dict, device: str = "cuda") -> list[Prediction]:
-    """One prediction per arm of the study (seeds share it)."""
-    out, done = [], set()
-    for run in expand_runs(cfg):
+    """One prediction per arm of the study (seeds share it), with its training jobs: every rate
+    of the grid for the seed that chooses it, one for a seed that reuses the choice
+    (``lr_seeds: first``); a search that extends its grid trains more."""
+    runs = expand_runs(cfg)
+    out: dict[tuple, Prediction] = {}
+    first: dict[tuple, int] = {}
+    for run in runs:
         key = (run.task, run.model, run.method, run.budget, run.bits)
-        if key not in done:
-            done.add(key)
-            out.append(predict(run, run_spec(cfg, run), device))
+        first[key] = min(first.get(key, run.seed), run.seed)
+    for run in runs:
+        key = (run.task, run.model, run.method, run.budget, run.bits)
+        spec = run_spec(cfg, run)
+        if key not in out:
+            out[key] = predict(run, spec, device)
+            out[key].steps, out[key].jobs = planned_steps(spec), 0
+        reuses = spec["training"].get("lr_seeds") == "first" and run.seed != first[key]
+        out[key].jobs += 1 if reuses else len(lr_grid(spec))
+    return list(out.values())
+
+
+def step_history(paths: list[str]) -> dict[tuple, tuple[float, str]]:
+    """Median seconds per optimizer step of each arm measured by earlier studies
+    (``results/*/tables/runs.csv``): {arm: (seconds, the study it came from)}."""
+    import pandas as pd
+
+    out = {}
+    for path in paths:
+        runs = pd.read_csv(path)
+        for key, g in runs.groupby(["task", "model", "method", "budget", "bits"]):
+            s = g["step_seconds_median"].dropna()
+            if len(s):
+                out[(key[0], key[1], key[2], int(key[3]), str(key[4]))] = (float(s.median()), path)
     return out
+
+
+def wall_estimate(predictions: list[Prediction], history: dict, at_once: int) -> list[str]:
+    """Training time the earlier step times suggest, per arm and in all (``at_once`` jobs side by
+    side; selection scoring, evaluation and the workflow's own time come on top)."""
+    known = [(p, history[p.arm]) for p in predictions if p.arm in history]
+    if not known:
+        return []
+    lines = []
+    total = 0.0
+    for p, (sec, src) in known:
+        t = p.jobs * p.steps * sec
+        total += t
+        lines.append(f"  {'/'.join(map(str, p.arm))}: {p.jobs} job(s) x {p.steps} steps x {1000 * sec:.0f} ms "
+                     f"= {t / 60:.1f} min (step time from {src})")
+    missing = len(predictions) - len(known)
+    return (["training time from step times measured before on this machine:"] + lines
+            + [f"  in all {total / 60:.1f} min of training, about {total / 60 / max(1, at_once):.1f} min with "
+               f"{at_once} at once" + (f"; {missing} arm(s) never measured" if missing else "")])
 
 
 def job_mib(p: Prediction) -> int:
