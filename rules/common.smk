@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from rankbits.config import (
+    RUN_PATTERN,
     ConfigError,
     expand_runs,
     lr_grid,
@@ -100,7 +101,6 @@ config["report_study"] = {
 }
 config["report_answer"] = answer_rst(f"{OUT}/tables/verdict.csv")
 
-RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
 # published numbers for the replication table; config key 'published' may point elsewhere
 PUBLISHED = config.get("published") or str(Path(workflow.basedir) / "config" / "published.yaml")
 # the seeds' claimed directions (a better than b) for the directions table

@@ -30,6 +30,11 @@ from .tasks import TASKS
 AXES = ("task", "model", "method", "budget", "bits", "seed")
 
 
+# a run's folder under results/<study>/runs and .../adapters: Run.path fills it, the rules use it
+# as their wildcard pattern
+RUN_PATTERN = "{task}/{model}/{method}/{budget}/{bits}/seed{seed}"
+
+
 @dataclass(frozen=True, order=True)
 class Run:
     task: str
@@ -42,7 +47,7 @@ class Run:
     @property
     def path(self) -> str:
         """Relative path of this run under ``results/<study>/runs`` (and ``.../adapters``)."""
-        return f"{self.task}/{self.model}/{self.method}/{self.budget}/{self.bits}/seed{self.seed}"
+        return RUN_PATTERN.format(**self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
