@@ -104,13 +104,12 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     if not train_dirs:
         return write_failed_run(run, spec, failures, out_dir)
     infos = [read_json(f"{d}/train_info.json") for d in train_dirs]
-    chosen, lr_selection = selection_record(infos)
+    search = read_json(choice) if choice else None  # the search's last round: its choice stands
+    chosen, lr_selection = selection_record(infos, search)
     lr_selection["failed"] = failed_points(failures)
-    if choice:
-        search = read_json(choice)
+    if search is not None:
         reused = len(train_dirs) == 1 and len(search["rates"]) > 1
-        lr_selection.update(at_edge=search["at_edge"], search={**search, "file": choice,
-                                                                "reused_by_this_seed": reused})
+        lr_selection["search"] = {**search, "file": choice, "reused_by_this_seed": reused}
     train_dir, train_info = train_dirs[chosen], infos[chosen]
     t0 = time.perf_counter()
     df = pd.read_parquet(dev_path)

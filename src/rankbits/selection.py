@@ -29,11 +29,19 @@ def choose(points: list[dict]) -> int:
     return min(range(len(points)), key=lambda i: _key(points[i]))
 
 
-def selection_record(infos: list[dict]) -> tuple[int, dict]:
+def selection_record(infos: list[dict], search: dict | None = None) -> tuple[int, dict]:
     """(chosen index, what metrics.json records): every grid point's selection score and cost,
-    the choice, and the compute the whole arm spent (all grid points, probes included)."""
+    the choice, and the compute the whole arm spent (all grid points, probes included). With the
+    search's last round (``select_round``'s file) the choice is the one it made, never made again."""
     points = [{"lr": float(i["training"]["lr"]), "selection": i.get("selection")} for i in infos]
-    chosen = choose(points)
+    if search is None:
+        chosen = choose(points)
+    else:
+        found = [k for k, p in enumerate(points) if math.isclose(p["lr"], float(search["chosen_lr"]), rel_tol=1e-12)]
+        if not found:
+            raise ValueError(f"the search chose lr {search['chosen_lr']:g}, which is not among the trained "
+                             f"points {[p['lr'] for p in points]}")
+        chosen = found[0]
     grid = []
     for p, info in zip(points, infos):
         probe = ((info.get("allocation") or {}).get("probe") or {})
@@ -45,7 +53,7 @@ def selection_record(infos: list[dict]) -> tuple[int, dict]:
                      "train_cpu_seconds": info["timing"].get("train_cpu_seconds"),
                      "probe_seconds": probe.get("seconds", 0.0)})
     lrs = sorted(p["lr"] for p in points)
-    at_edge = len(lrs) > 1 and points[chosen]["lr"] in (lrs[0], lrs[-1])
+    at_edge = search["at_edge"] if search is not None else len(lrs) > 1 and points[chosen]["lr"] in (lrs[0], lrs[-1])
     return chosen, {
         "rule": RULE if len(points) > 1 else "single learning rate",
         "chosen_lr": points[chosen]["lr"],
