@@ -185,75 +185,69 @@ def _init(r: Recipe) -> str | None:
     return init if isinstance(init, str) else None
 
 
-def emit_axolotl(r: Recipe) -> str:
-    q = quantization(r)
-    notes = [f"rankbits recommend: {r.headline}", "Axolotl YAML fragment: merge into your config"]
-    if problem(r.task, r.model).auto_class == "AutoModelForSequenceClassification":
-        notes.append("Axolotl trains causal LMs: this study's task is classification; the adapter settings "
-                     "below carry over, the task head does not")
-    body = {"base_model": r.hub_id or r.source,
-            "adapter": "qlora" if q.get("load_in_4bit") else "lora"}
+def _axolotl_bits(q: dict) -> dict:
     if q.get("load_in_4bit"):
-        body["load_in_4bit"] = True
-        body["bnb_config_kwargs"] = {"bnb_4bit_quant_type": q["bnb_4bit_quant_type"],
-                                     "bnb_4bit_use_double_quant": q["bnb_4bit_use_double_quant"]}
-    elif q.get("load_in_8bit"):
-        body["load_in_8bit"] = True
-    body.update({"lora_r": int(r.peft.get("r", r.budget) if r.peft_class == "LoraConfig" else r.budget),
+        return {"load_in_4bit": True, "bnb_config_kwargs": {"bnb_4bit_quant_type": q["bnb_4bit_quant_type"],
+                                                            "bnb_4bit_use_double_quant": q["bnb_4bit_use_double_quant"]}}
+    return {"load_in_8bit": True} if q.get("load_in_8bit") else {}
+
+
+def _llama_factory_bits(q: dict) -> dict:
+    if q.get("load_in_4bit"):
+        return {"quantization_bit": 4, "quantization_type": q["bnb_4bit_quant_type"],
+                "double_quantization": q["bnb_4bit_use_double_quant"]}
+    return {"quantization_bit": 8} if q.get("load_in_8bit") else {}
+
+
+# each YAML tool's documented keys for what rankbits knows of an arm
+YAML_TOOLS = {
+    "axolotl": {
+        "name": "Axolotl", "trains": "causal LMs", "merge": "merge into your config",
+        "head": lambda r, q: {"base_model": r.hub_id or r.source,
+                              "adapter": "qlora" if q.get("load_in_4bit") else "lora"},
+        "bits": _axolotl_bits, "rank": "lora_r", "targets": ("lora_target_modules", lambda t: t),
+        "flags": {"use_rslora": "peft_use_rslora", "use_dora": "peft_use_dora"}, "inits": {},
+        "fixed": {"optimizer": "adamw_torch"}, "batch": "micro_batch_size", "scheduler": "lr_scheduler"},
+    "llama-factory": {
+        "name": "LLaMA-Factory", "trains": "generative models", "merge": "merge into your training config",
+        "head": lambda r, q: {"model_name_or_path": r.hub_id or r.source, "finetuning_type": "lora"},
+        "bits": _llama_factory_bits, "rank": "lora_rank",
+        "targets": ("lora_target", lambda t: ",".join(t) if isinstance(t, list) else "all"),
+        "flags": {"use_rslora": "use_rslora", "use_dora": "use_dora"}, "inits": {"pissa": "pissa_init"},
+        "fixed": {}, "batch": "per_device_train_batch_size", "scheduler": "lr_scheduler_type"},
+}
+
+
+def emit_yaml(r: Recipe, tool: str) -> str:
+    """``tool``'s YAML fragment for the recipe, with a comment for each thing it cannot carry."""
+    t, q = YAML_TOOLS[tool], quantization(r)
+    notes = [f"rankbits recommend: {r.headline}", f"{t['name']} YAML fragment: {t['merge']}"]
+    if problem(r.task, r.model).auto_class == "AutoModelForSequenceClassification":
+        notes.append(f"{t['name']} trains {t['trains']}: this study's task is classification; the adapter "
+                     f"settings below carry over, the task head does not")
+    body = {**t["head"](r, q), **t["bits"](q)}
+    key, shape = t["targets"]
+    body.update({t["rank"]: int(r.peft.get("r", r.budget) if r.peft_class == "LoraConfig" else r.budget),
                  "lora_alpha": r.peft.get("lora_alpha", 8), "lora_dropout": r.peft.get("lora_dropout", 0.0),
-                 "lora_target_modules": _targets(r)})
-    if r.peft.get("use_rslora"):
-        body["peft_use_rslora"] = True
-    if r.peft.get("use_dora"):
-        body["peft_use_dora"] = True
-    if _init(r):
-        notes.append(f"init_lora_weights={_init(r)!r} ({r.method}): rankbits knows no Axolotl key for it; "
+                 key: shape(_targets(r))})
+    body.update({theirs: True for ours, theirs in t["flags"].items() if r.peft.get(ours)})
+    init = _init(r)
+    if init in t["inits"]:
+        body[t["inits"][init]] = True
+    elif init:
+        notes.append(f"init_lora_weights={init!r} ({r.method}): rankbits knows no {t['name']} key for it; "
                      f"the fragment starts from PEFT's default initialisation")
     h = hyperparameters(r)
-    body.update({"learning_rate": h["learning_rate"], "optimizer": "adamw_torch"})
-    for ours, theirs in (("batch_size", "micro_batch_size"), ("warmup_ratio", "warmup_ratio"),
+    body.update({"learning_rate": h["learning_rate"], **t["fixed"]})
+    for ours, theirs in (("batch_size", t["batch"]), ("warmup_ratio", "warmup_ratio"),
                          ("weight_decay", "weight_decay"), ("max_grad_norm", "max_grad_norm"),
-                         ("lr_scheduler", "lr_scheduler")):
+                         ("lr_scheduler", t["scheduler"])):
         if ours in h:
             body[theirs] = h[ours]
-    return _yaml_fragment(notes + _uneven(r) + caveats(r, "axolotl"), body)
+    return _yaml_fragment(notes + _uneven(r) + caveats(r, tool), body)
 
 
-def emit_llama_factory(r: Recipe) -> str:
-    q = quantization(r)
-    notes = [f"rankbits recommend: {r.headline}", "LLaMA-Factory YAML fragment: merge into your training config"]
-    if problem(r.task, r.model).auto_class == "AutoModelForSequenceClassification":
-        notes.append("LLaMA-Factory trains generative models: this study's task is classification; the adapter "
-                     "settings below carry over, the task head does not")
-    body = {"model_name_or_path": r.hub_id or r.source, "finetuning_type": "lora",
-            "lora_rank": int(r.peft.get("r", r.budget) if r.peft_class == "LoraConfig" else r.budget),
-            "lora_alpha": r.peft.get("lora_alpha", 8), "lora_dropout": r.peft.get("lora_dropout", 0.0),
-            "lora_target": ",".join(_targets(r)) if isinstance(_targets(r), list) else "all"}
-    if r.peft.get("use_rslora"):
-        body["use_rslora"] = True
-    if r.peft.get("use_dora"):
-        body["use_dora"] = True
-    if _init(r) == "pissa":
-        body["pissa_init"] = True
-    elif _init(r):
-        notes.append(f"init_lora_weights={_init(r)!r} ({r.method}): rankbits knows no LLaMA-Factory key for it; "
-                     f"the fragment starts from PEFT's default initialisation")
-    if q.get("load_in_4bit"):
-        body.update({"quantization_bit": 4, "quantization_type": q["bnb_4bit_quant_type"],
-                     "double_quantization": q["bnb_4bit_use_double_quant"]})
-    elif q.get("load_in_8bit"):
-        body["quantization_bit"] = 8
-    h = hyperparameters(r)
-    body["learning_rate"] = h["learning_rate"]
-    for ours, theirs in (("batch_size", "per_device_train_batch_size"), ("warmup_ratio", "warmup_ratio"),
-                         ("weight_decay", "weight_decay"), ("max_grad_norm", "max_grad_norm"),
-                         ("lr_scheduler", "lr_scheduler_type")):
-        if ours in h:
-            body[theirs] = h[ours]
-    return _yaml_fragment(notes + _uneven(r) + caveats(r, "llama-factory"), body)
-
-
-EMITTERS = {"peft": emit_peft, "axolotl": emit_axolotl, "llama-factory": emit_llama_factory}
+EMITTERS = {"peft": emit_peft, **{tool: (lambda r, tool=tool: emit_yaml(r, tool)) for tool in YAML_TOOLS}}
 
 
 def representative_run(runs: pd.DataFrame) -> str:
