@@ -46,7 +46,8 @@ def by_rule(log_root: Path) -> dict[str, dict]:
     """CPU per rule (a log's first folder under ``log_root``): jobs, seconds, jobs without a figure."""
     rules: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "cpu": 0.0, "fork": 0.0, "unmeasured": 0})
     for log in sorted(log_root.rglob("*.log")):
-        rule = log.relative_to(log_root).parts[0]
+        rel = log.relative_to(log_root)
+        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem  # (a one-job rule logs to <rule>.log)
         cpu = job_cpu(log)
         r = rules[rule]
         r["jobs"] += 1
@@ -102,6 +103,10 @@ def main(argv=None) -> int:
         print(f"snakemake's own CPU: no {logs / 'snakemake_cpu.json'} (written when a run succeeds)")
     print(f"{'all':<28}{'':>6}{p['total']:>11.1f}")
     print(f"training loops: {p['loops']:.1f} CPU s over {p['points']} trained grid point(s)")
+    if "train" in p["rules"]:
+        outside = p["rules"]["train"]["cpu"] - p["loops"]
+        print(f"training jobs outside their loops: {outside:.1f} CPU s ({outside / max(1, p['points']):.1f} s a job: "
+              f"base load, model build, the activation count, selection-split scoring, saving)")
     if p["training_share"] is not None:
         print(f"training share: {p['training_share']:.3f} (loops' CPU / all CPU above)")
     return 0
