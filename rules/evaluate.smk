@@ -4,6 +4,7 @@ rule evaluate:
         unpack(forgetting_input),
         points=grid_points,
         dev=lambda w: tokenized(w.task, w.model, "dev"),
+        manifest=lambda w: f"{CACHE}/data/{w.task}/{DATA_KEY[w.task]}/manifest.json",  # the data's sources
         base=lambda w: base_dir(w.model, w.bits),
     output:
         directory(f"{OUT}/runs/{RUN_PATTERN}"),

@@ -227,5 +227,5 @@ def test_the_report_shows_the_settings_the_runs_recorded(tmp_path):
     text = agg.recorded_settings(dirs)
     assert "recorded by the 4 finished run(s)" in text
     assert 'data.train: "local:/some/folder/sst2/train.tsv"' in text and "training.batch_size: 16" in text
-    assert "training.lr_grid: varies: [0.001, 0.002] (2 runs); [0.005] (2 runs)" in text
+    assert "training.lr_grid: varies: [0.001, 0.002] (lora); [0.005] (adalora)" in text
     assert "run." not in text  # the run's identity is not a setting

@@ -97,6 +97,7 @@ def test_tiny_study_end_to_end(tmp_path):
         assert m["eval_info"]["n_eval"] == 300 and m["train_info"]["steps"] == 50
         assert m["train_info"]["peak_rss_bytes"] > m["train_info"]["base_bytes"] > 80 * 2**20
         assert m["meta_info"]["versions"]["peft"] == "0.21.2"
+        assert m["meta_info"]["data"]["train"] == f"local:{SHARED_DATA}/sst2/train.tsv"  # the report shows it
         preds = pd.read_parquet(d / "predictions.parquet")
         assert len(preds) == 300 and (preds["pred"] == preds["label"]).mean() == pytest.approx(acc)
         log = pd.read_csv(d / "train_log.csv")

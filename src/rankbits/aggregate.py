@@ -40,30 +40,39 @@ def _dotted(d: dict, prefix: str = "") -> dict:
 def recorded_settings(run_dirs: list[str]) -> str:
     """The settings the finished runs were made with, as their metrics.json recorded them (the
     run's spec and where its data came from), not the ones a later command was given: a setting
-    every run shares once, one that varies with each value and how many runs had it."""
+    every run shares once; one that varies with each value and the methods that had it (or how
+    many runs, where a method's runs disagree)."""
     import json
-    from collections import Counter
 
-    seen: dict[str, Counter] = {}
-    n = 0
-    for _, m, _ in run_records(run_dirs, None):
-        n += 1
+    seen: dict[str, dict[str, list[str]]] = {}  # key -> value -> the methods of its runs
+    methods: list[str] = []
+    for _, m, ident in run_records(run_dirs, None):
+        methods.append(ident["method"])
         spec = {k: v for k, v in (m["run_info"].get("spec") or {}).items() if k != "run"}
         data = (m.get("meta_info") or {}).get("data")
         for key, value in _dotted({**({"data": data} if data else {}), **spec}).items():
-            seen.setdefault(key, Counter())[json.dumps(value, sort_keys=True, default=str)] += 1
-    if not n:
+            if value != {}:
+                seen.setdefault(key, {}).setdefault(json.dumps(value, sort_keys=True, default=str), []).append(
+                    ident["method"])
+    if not methods:
         return ""
-    lines = [f"# recorded by the {n} finished run(s); a setting that varies lists each value and its runs"]
+    lines = [f"# recorded by the {len(methods)} finished run(s); a setting that varies lists each value and "
+             f"whose it is"]
     for key in sorted(seen):
-        values = seen[key]
-        if len(values) == 1 and sum(values.values()) == n:
+        values = dict(seen[key])
+        unset = list(methods)
+        for ms in values.values():
+            for x in ms:
+                unset.remove(x)
+        if unset:
+            values["not set"] = unset
+        if len(values) == 1:
             lines.append(f"{key}: {next(iter(values))}")
-        else:
-            missing = n - sum(values.values())
-            parts = [f"{v} ({c} runs)" for v, c in values.most_common()]
-            parts += [f"not set ({missing} runs)"] if missing else []
-            lines.append(f"{key}: varies: " + "; ".join(parts))
+            continue
+        groups = {v: set(ms) for v, ms in values.items()}
+        disjoint = sum(len(g) for g in groups.values()) == len(set().union(*groups.values()))
+        parts = [f"{v} ({', '.join(sorted(groups[v])) if disjoint else f'{len(ms)} runs'})" for v, ms in values.items()]
+        lines.append(f"{key}: varies: " + "; ".join(parts))
     return "\n".join(lines)
 
 

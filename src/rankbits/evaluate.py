@@ -43,11 +43,10 @@ def write_failed_run(run: Run, spec: dict, failures: list[dict], out_dir: str) -
     return metrics
 
 
-def data_sources(dev_path: str) -> dict | None:
-    """Where each split of the run's data was read from (its prepared data's manifest, beside the
-    dev split): what the report shows as the data the runs were made with."""
-    manifest = Path(dev_path).parent / "manifest.json"
-    if not manifest.exists():
+def data_sources(manifest: str | None) -> dict | None:
+    """Where each split of the run's data was read from (its prepared data's manifest): what the
+    report shows as the data the runs were made with."""
+    if not manifest or not Path(manifest).exists():
         return None
     return {split: s.get("source") for split, s in read_json(str(manifest))["splits"].items()}
 
@@ -78,7 +77,7 @@ def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, devic
 @advises_on_oom("evaluating")
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
                  base_dir: str | None = None, choice: str | None = None, forget_dev: str | None = None,
-                 forget_base: str | None = None) -> dict:
+                 forget_base: str | None = None, manifest: str | None = None) -> dict:
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
     selection-split scores, score the chosen adapter on dev (the test split) and write the run
     directory (complete or absent). Only the chosen point is ever evaluated on dev. ``choice``:
@@ -189,7 +188,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "eval_peak_rss_bytes": peak_memory(device)["peak_rss_bytes"],
         },
         "meta_info": {
-            "data": data_sources(dev_path),
+            "data": data_sources(manifest),
             "base_model": train_info["base"],
             "module_dims": train_info["module_dims"],
             "device": train_info["device"],
