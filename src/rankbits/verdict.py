@@ -25,7 +25,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from .aggregate import (CLIPPED_NOTE, KEYS, MiB, arm_name, clip_interval, compare, judge, margin_of, outcome_text,
+from .aggregate import (KEYS, MiB, arm_name, clip_interval, compare, judge, margin_of, outcome_text,
                         shown_interval)
 from .stats import DIFFERS, EQUIVALENT, LEVEL, UNRESOLVED, format_p, holm, mean_ci
 
