@@ -229,3 +229,21 @@ def test_the_report_shows_the_settings_the_runs_recorded(tmp_path):
     assert 'data.train: "local:/some/folder/sst2/train.tsv"' in text and "training.batch_size: 16" in text
     assert "training.lr_grid: varies: [0.001, 0.002] (lora); [0.005] (adalora)" in text
     assert "run." not in text  # the run's identity is not a setting
+
+
+def test_tasks_with_different_metrics_name_their_own_in_the_verdict(tmp_path):
+    dirs = write_runs(tmp_path, {("lora", 2, "32"): (200, [0.80, 0.81])})
+    lm = json.loads(Path(dirs[0], "metrics.json").read_text())
+    for seed, ppl in ((0, 6.56), (1, 6.52)):
+        d = tmp_path / "runs" / "chat" / "smol" / "lora" / "8" / "32" / f"seed{seed}"
+        d.mkdir(parents=True)
+        m = json.loads(json.dumps(lm))
+        m["run_info"].update(task="chat", model="smol", budget=8, seed=seed)
+        m["eval_info"].update(metrics={"perplexity": ppl}, primary_metric="perplexity", primary_value=ppl,
+                              higher_is_better=False)
+        (d / "metrics.json").write_text(json.dumps(m))
+        dirs.append(str(d))
+    shown = display_verdict(verdict(agg.load_runs(dirs)))
+    col = "primary metric (mean, 95% CI over seeds)"
+    assert col in shown.columns  # not the first row's metric for every row
+    assert set(shown[col].str.split().str[0]) == {"accuracy", "perplexity"}

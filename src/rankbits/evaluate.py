@@ -13,7 +13,8 @@ from .health import collapse
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, adapter_ranks
 from .modeling import load_base, load_prepared_base, load_tokenizer
-from .problems import problem, score_split
+from .batching import Batches
+from .problems import problem, score, score_split
 from .runtime import advises_on_oom, git_commit, peak_memory, pick_device, repo_root
 from .selection import selection_record
 from .tasks import TASKS
@@ -132,9 +133,15 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
     eval_seconds = time.perf_counter() - t0
     log = pd.read_csv(f"{train_dir}/train_log.csv") if Path(train_dir, "train_log.csv").exists() else None
     labelled = prob.task.problem_type == "classification"
+    own = None
+    if not labelled:  # held-out evidence: the test split's loss with the adapter switched off
+        with model.disable_adapter():
+            own = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device, prob,
+                        metrics=False)[2]
     health = collapse([] if log is None else log["task_loss"].tolist(),
                       pred["pred"].to_numpy() if labelled else None,
-                      pred["label"].to_numpy() if labelled else None)
+                      pred["label"].to_numpy() if labelled else None,
+                      test_loss=None if labelled else loss, base_loss=own)
 
     metrics = {
         "run_info": {

@@ -163,13 +163,16 @@ def margin_text(margin) -> str:
 
 def display_verdict(v: pd.DataFrame) -> pd.DataFrame:
     """The verdict as people read it: metric ± interval, MiB, the frontier marked."""
-    ci = [f"{m:.4f} {shown_interval(metric, lo, hi)}" if pd.notna(lo) else f"{m:.4f} (1 seed)"
+    mixed = v["metric"].nunique() > 1  # tasks with different metrics: each value names its own
+    ci = [("{} ".format(metric) if mixed else "")
+          + (f"{m:.4f} {shown_interval(metric, lo, hi)}" if pd.notna(lo) else f"{m:.4f} (1 seed)")
           for metric, m, lo, hi in zip(v["metric"], v["mean"], v["ci_low"], v["ci_high"])]
+    metric_col = "primary metric" if mixed else (v["metric"].iloc[0] if len(v) else "metric")
     return pd.DataFrame({
         "task": v["task"], "model": v["model"],
         "training MiB": v["training_mib"].round(1),
         "arm": [a + (" ★" if f else "") for a, f in zip(v["arm"], v["memory_frontier"])],
-        f"{v['metric'].iloc[0] if len(v) else 'metric'} (mean, {LEVEL:.0%} CI over seeds)": ci,
+        f"{metric_col} (mean, {LEVEL:.0%} CI over seeds)": ci,
         "seeds": v["seeds"],
         "collapsed seeds": [c or "—" for c in v["collapsed"]],
         "trainable params": v["trainable_params"],
