@@ -148,6 +148,12 @@ for (const f of D.filters) {
   $("filters").appendChild(fs);
 }
 for (const el of document.querySelectorAll("select, input[name=level], #logx, #front")) el.onchange = draw;
+// tasks scored by different metrics (accuracy, perplexity) do not share a y axis: start on the first
+const metricOf = {}; for (const r of D.runs) metricOf[r.task] = r.metric_name;
+if (new Set(Object.values(metricOf)).size > 1) {
+  for (const c of document.querySelectorAll("input[data-filter=task]"))
+    if (c.value !== Object.keys(metricOf).sort()[0]) { c.checked = false; selected.task.delete(c.value); }
+}
 const colorOf = {}; let nColors = 0;
 function color(method) { if (!(method in colorOf)) colorOf[method] = palette[nColors++ % palette.length]; return colorOf[method]; }
 function fmt(v) { if (v === null || v === undefined) return "—"; if (Math.abs(v) >= 1000) return v.toLocaleString(undefined, {maximumFractionDigits: 0}); return +v.toPrecision(4) + ""; }
@@ -175,6 +181,10 @@ function draw() {
   let [x0, x1] = [lo(pts.map(p => tx(p[xs]))), hi(pts.map(p => tx(p[xs])))], [y0, y1] = [lo(yv), hi(yv)];
   const px = (x1 - x0) * .06 || 1, py = (y1 - y0) * .08 || 1; x0 -= px; x1 += px; y0 -= py; y1 += py;
   const names = new Set(pts.map(p => p.metric_name)), range = names.size === 1 && D.ranges[[...names][0]];
+  if ((xs === "metric" || ys === "metric") && names.size > 1) {
+    $("note").textContent = `the tasks shown are scored by different metrics (${[...names].join(", ")}): tick one task at a time`;
+    return;
+  }
   if (ys === "metric" && range) { if (range[0] !== null) y0 = Math.max(y0, range[0]); if (range[1] !== null) y1 = Math.min(y1, range[1]); }
   const X = v => M.l + (tx(v) - x0) / (x1 - x0) * (W - M.l - M.r), Y = v => H - M.b - (v - y0) / (y1 - y0) * (H - M.t - M.b);
   const g = document.createElementNS(ns, "g"); svg.appendChild(g);
