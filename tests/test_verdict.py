@@ -180,6 +180,7 @@ def test_the_landing_page_says_what_the_study_cannot_tell(tmp_path):
     assert RULE in page and "tied" not in page.lower()
     assert "*What this study cannot tell:*" in page and "could not have been detected" in page
     assert "*collapsed:* LoRA @ NF4+DQ r=2: 1 of 3 seeds collapsed" in page
+    assert "over 3 seeds at lr 0.004 (chosen on the selection split)" in page  # each line's evidence
 
 
 def test_power_table_says_what_twice_the_seeds_would_detect(tmp_path, capsys):

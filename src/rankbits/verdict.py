@@ -74,6 +74,8 @@ def arm_table(runs: pd.DataFrame) -> pd.DataFrame:
             "step_ms_median": 1000 * g["step_seconds_median"].median(),
             "collapsed_seeds": int(g["collapsed"].sum()) if "collapsed" in g else 0,
             "collapsed": collapse_note(g),
+            # the rate(s) its seeds trained at, chosen on the selection split (never the test split)
+            "rates": ", ".join(f"{x:g}" for x in sorted(set(g["lr"].dropna()))) if "lr" in g else "",
         })
     return pd.DataFrame(rows)
 
@@ -275,8 +277,12 @@ def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
                                                          ("differs", "differs_from_best"),
                                                          ("unresolved", "unresolved_vs_best"))
                              if str(a[c]) not in ("—", "nan"))
+            rates = best.get("rates")  # (a single rate reads back from the CSV as a number)
+            rate = f" at lr {rates:g}" if isinstance(rates, float) and rates == rates else (
+                f" at lr {rates}" if isinstance(rates, str) and rates else "")
+            rate += " (chosen on the selection split)" if rate else ""
             lines.append(f"- within **{a['training_mib']:.1f} MiB** of training memory: use "
-                         f"**{a['best_within_memory']}**, {interval(best)}{note}; "
+                         f"**{a['best_within_memory']}**, {interval(best)}{rate}{note}; "
                          f"{said or 'no other arm fits'}")
             if isinstance(best["collapsed"], str) and best["collapsed"]:  # its own paragraph in the item
                 lines += ["", f"  **Warning:** {best['collapsed']}", ""]

@@ -14,7 +14,7 @@ PACKAGE = "tensorboard==2.21.0"
 
 def available() -> bool:
     try:
-        import tensorboard  # noqa: F401
+        import tensorboard  # noqa: F401 (whether it is installed)
     except ImportError:
         return False
     return True
