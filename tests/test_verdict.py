@@ -119,6 +119,7 @@ def test_recommend_answers_for_a_budget_and_states_its_rule(tmp_path):
     runs = agg.load_runs(write_runs(tmp_path))
     text = recommend(runs, 200)
     assert "use       LoRA @ NF4+DQ r=8: accuracy 0.8667 [" in text
+    assert "trainable parameters, lr 0.004 (chosen on the selection split)" in text
     assert "runner-up AdaLoRA @ NF4+DQ r=8" in text and "; differs (" in text
     assert "fit):" in text and "(4 arm(s) fit)" not in text
     assert f"rule: {RULE}" in text and "tied" not in text.lower()

@@ -221,7 +221,8 @@ def recommend(runs: pd.DataFrame, memory_mib: float, task: str | None = None, mo
         b = v["best"]
         lines.append(f"{t} / {m}, training memory <= {memory_mib:g} MiB ({v['candidates']} arm(s) fit):")
         lines.append(f"  use       {b['arm']}: {b['metric']} {interval(b)}, {b['training_mib']:.1f} MiB, "
-                     f"{b['trainable_params']:,} trainable parameters")
+                     f"{b['trainable_params']:,} trainable parameters"
+                     + (f", lr {b['rates']} (chosen on the selection split)" if b.get("rates") else ""))
         if v["best_collapsed"]:
             lines.append(f"  WARNING   every arm that fits has a collapsed seed; this one too: {b['collapsed']}")
         if v["runner_up"] is not None:
