@@ -263,7 +263,7 @@ def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
     study can say of the others; a line saying there is none yet when the study has not made one."""
     if not os.path.exists(path):
         return "*No verdict yet: run the study (``snakemake --cores 2``), then build the report.*"
-    v = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    v = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"rates": str})
     lines = [f"*The rule:* {RULE}", ""]
     for (task, model), g in v.groupby(["task", "model"], sort=False):
         lo, hi = int(g["seeds"].min()), int(g["seeds"].max())
@@ -278,10 +278,7 @@ def answer_rst(path: str = "results/default/tables/verdict.csv") -> str:
                                                          ("differs", "differs_from_best"),
                                                          ("unresolved", "unresolved_vs_best"))
                              if str(a[c]) not in ("—", "nan"))
-            rates = best.get("rates")  # (a single rate reads back from the CSV as a number)
-            rate = f" at lr {rates:g}" if isinstance(rates, float) and rates == rates else (
-                f" at lr {rates}" if isinstance(rates, str) and rates else "")
-            rate += " (chosen on the selection split)" if rate else ""
+            rate = f" at lr {best['rates']} (chosen on the selection split)" if best.get("rates") else ""
             lines.append(f"- within **{a['training_mib']:.1f} MiB** of training memory: use "
                          f"**{a['best_within_memory']}**, {interval(best)}{rate}{note}; "
                          f"{said or 'no other arm fits'}")

@@ -42,9 +42,9 @@ class Watch:
     def close(self, step: int, training_memory: dict | None = None) -> None:
         if self.writer is None:
             return
-        for part, b in (training_memory or {}).items():
-            if isinstance(b, int) and (part.endswith("bytes") or part in ("base_weights", "trainable_weights",
-                                                                           "gradients", "optimizer_state",
-                                                                           "activations")):
-                self.writer.add_scalar(f"memory_mib/{part.removesuffix('_bytes')}", b / 2**20, step)
+        from .memory import PARTS
+
+        for part in (*PARTS, "total_bytes"):
+            if part in (training_memory or {}):
+                self.writer.add_scalar(f"memory_mib/{part.removesuffix('_bytes')}", training_memory[part] / 2**20, step)
         self.writer.close()

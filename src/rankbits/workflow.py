@@ -44,10 +44,14 @@ def keep_going() -> bool:
 CPU_LINE = "rankbits cpu seconds"  # how a job's log ends: bench/study_profile.py reads it
 
 
+def _cpu(who) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cpu_seconds() -> float:
     """User + system CPU of this process and of the children it waited for."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
 
 
 def record_cpu(path: str | None, where: str) -> None:
@@ -63,10 +67,9 @@ def record_snakemake_cpu(path: str) -> None:
     (``children``), at the end of a run."""
     import json
 
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as fh:
-        json.dump({"self": own.ru_utime + own.ru_stime, "children": children.ru_utime + children.ru_stime}, fh)
+        json.dump({"self": _cpu(resource.RUSAGE_SELF), "children": _cpu(resource.RUSAGE_CHILDREN)}, fh)
 
 
 def logged(smk):
