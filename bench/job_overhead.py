@@ -82,11 +82,10 @@ def main() -> None:
     if not runs:
         print(f"no finished runs under {args.results}: run a study first for the compute ratio")
         return
-    compute = sum((m["train_info"].get("lr_selection") or {}).get("total_train_seconds",
-                                                                  m["train_info"]["train_seconds"])
-                  for m in runs)
+    runs = [m for m in runs if m["run_info"]["status"] == "success"]
+    compute = sum(m["eval_info"]["lr_selection"]["total_train_seconds"] for m in runs)
     compute += sum(m["eval_info"]["eval_seconds"] for m in runs)
-    jobs = sum(len(m["train_info"].get("lr_selection", {}).get("grid", [0])) + 1 for m in runs)
+    jobs = sum(len(m["eval_info"]["lr_selection"]["grid"]) + 1 for m in runs)
     print(f"study under {args.results}: {len(runs)} runs, {jobs} train/evaluate jobs, "
           f"{compute:.0f} s measured compute")
     for label, cost in [("own interpreters", alone)] + ([("job server", startup)] if server else []):

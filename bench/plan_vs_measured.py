@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from rankbits.config import Run, adapter_dir
+from rankbits.config import Run
 from rankbits.plan import MiB, predict
 
 PARTS = ("base_weights", "trainable_weights", "optimizer_state", "activations")
@@ -31,7 +31,7 @@ def main(results: str) -> int:
             continue
         seen.add(arm)
         spec = ri["spec"]
-        info = json.loads((adapter_dir(str(metrics.parent), m["train_info"]["lr"]).parent / "train_info.json").read_text())
+        info = m["train_info"]  # what training wrote
         measured = info["training_memory"]
         run = Run(**spec["run"])
         shape = tuple(measured["activation_batch_shape"])

@@ -115,3 +115,29 @@ def valid_records(root) -> int:
         assert error is None, f"{path}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
         n += 1
     return n
+
+
+def fake_record(task: str, method: str, budget: int, bits: str, seed: int, acc: float, mib: float = 200.0,
+                at_edge: bool = False, collapsed: bool = False) -> dict:
+    """A finished run's metrics.json as evaluation writes it (``train_info`` in training's own
+    shape), with made-up numbers: what the table and verdict tests feed ``aggregate.load_runs``."""
+    return {
+        "run_info": {"task": task, "model": "minilm", "method": method, "budget": budget, "bits": bits,
+                     "seed": seed, "status": "success"},
+        "train_info": {"training": {"lr": 0.004}, "steps": 100, "total_rank": 36 * budget,
+                       "target_total_rank": 36 * budget, "adapter_bytes": 4000 * budget,
+                       "params": {"trainable": 1000 * budget, "trainable_final": 1000 * budget,
+                                  "effective_adapter": 900 * budget},
+                       "base": {"base_bytes": 90_000_000},
+                       "memory": {"peak_rss_bytes": 2**30, "cuda_max_allocated_bytes": None,
+                                  "cuda_max_reserved_bytes": None, "optimizer_state_bytes": 16000 * budget},
+                       "training_memory": {"total_bytes": mib * 2**20},
+                       "timing": {"train_seconds": 10.0, "train_cpu_seconds": 9.0, "step_seconds_median": 0.1}},
+        "eval_info": {"metrics": {"accuracy": acc}, "primary_metric": "accuracy", "higher_is_better": True,
+                      "primary_value": acc, "eval_seconds": 1.0, "eval_cpu_seconds": 0.9,
+                      "lr_selection": {"at_edge": at_edge, "failed": [], "total_optimizer_steps": 100,
+                                       "total_train_seconds": 10.0, "total_train_cpu_seconds": 9.0},
+                      "collapse": {"collapsed": collapsed,
+                                   "reason": "predicts class 1 for 97% of the test split" if collapsed else None}},
+        "meta_info": {},
+    }

@@ -6,24 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import fake_record
 from rankbits import aggregate as agg
+from rankbits.record import HIGHER, METRIC, PRIMARY_METRIC
 
 
 def fake_run(root, task, method, budget, seed, acc, bits="32"):
     d = root / task / "minilm" / method / str(budget) / bits / f"seed{seed}"
     d.mkdir(parents=True)
-    metrics = {
-        "run_info": {"task": task, "model": "minilm", "method": method, "budget": budget,
-                     "bits": bits, "seed": seed, "status": "success"},
-        "train_info": {"trainable_params": 1000 * budget, "effective_adapter_params": 900 * budget,
-                       "total_rank": 36 * budget, "target_total_rank": 36 * budget,
-                       "adapter_bytes": 4000 * budget, "base_bytes": 90_000_000,
-                       "peak_rss_bytes": 2**30, "cuda_max_allocated_bytes": None,
-                       "cuda_max_reserved_bytes": None, "train_seconds": 10.0, "steps": 100},
-        "eval_info": {"metrics": {"accuracy": acc}, "primary_metric": "accuracy", "higher_is_better": True,
-                      "primary_value": acc, "eval_seconds": 1.0},
-    }
-    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "metrics.json").write_text(json.dumps(fake_record(task, method, budget, bits, seed, acc)))
     return str(d)
 
 
@@ -40,10 +31,10 @@ def test_summary_mean_std_n_over_seeds(runs):
     assert len(s) == 4
     row = s[(s.method == "lora") & (s.budget == 2)].iloc[0]
     assert row["n"] == 3 and row["seeds"] == "0,1,2"
-    assert row["metric.accuracy_mean"] == pytest.approx(0.85)
-    assert row["metric.accuracy_std"] == pytest.approx(0.05)  # sample std, ddof=1
+    assert row[f"{METRIC}accuracy_mean"] == pytest.approx(0.85)
+    assert row[f"{METRIC}accuracy_std"] == pytest.approx(0.05)  # sample std, ddof=1
     one = s[(s.method == "adalora") & (s.budget == 2)].iloc[0]
-    assert one["n"] == 1 and math.isnan(one["metric.accuracy_std"])
+    assert one["n"] == 1 and math.isnan(one[f"{METRIC}accuracy_std"])
 
 
 def test_display_and_budget_table_layout(runs):
@@ -185,8 +176,7 @@ def direction_runs(a_values, b_values, metric="perplexity"):
     for seed, (va, vb) in enumerate(zip(a_values, b_values)):
         for method, v in (("lora", va), ("adalora", vb)):
             rows.append({"task": "wikitext2", "model": "m", "method": method, "budget": 8, "bits": "32",
-                         "seed": seed, f"metric.{metric}": v, "primary_metric": metric,
-                         "higher_is_better": False})
+                         "seed": seed, f"{METRIC}{metric}": v, PRIMARY_METRIC: metric, HIGHER: False})
     return pd.DataFrame(rows)
 
 
@@ -226,8 +216,8 @@ def test_a_direction_without_a_task_skips_tasks_where_its_metric_is_not_primary(
 
     claim = {"source": "S4", "claim": "r16 beats linear decay", "metric": "perplexity", "relation": "better",
              "a": {"method": "lora", "bits": "32"}, "b": {"method": "adalora", "bits": "32"}}
-    summ = direction_runs([30, 31, 32], [40, 41, 42]).assign(task="cnn_dailymail", primary_metric="rougeL",
-                                                            higher_is_better=True)
+    summ = direction_runs([30, 31, 32], [40, 41, 42]).assign(**{"task": "cnn_dailymail", PRIMARY_METRIC: "rougeL",
+                                                               HIGHER: True})
     runs = pd.concat([direction_runs([40, 41, 42], [50, 52, 51]), summ], ignore_index=True)
     table = directions_table(runs, [claim])
     assert table["task"].tolist() == ["wikitext2"] and table["direction"].iloc[0] == "held"

@@ -59,7 +59,7 @@ def test_grow_expands_on_plateau_and_reloads_at_the_grown_rank(sst2_tokens, tmp_
     assert len(info["allocation"]["validation"]) == 6
     assert info["total_rank"] == 8 * 36 and info["n_validation_held_out"] == 16 and info["n_train"] == 80
     assert info["params"]["trainable_final"] > info["params"]["trainable"]  # reported as they end
-    assert metrics["train_info"]["trainable_params_final"] == info["params"]["trainable_final"]
+    assert metrics["train_info"]["params"]["trainable_final"] == info["params"]["trainable_final"]
     assert info["params"]["effective_adapter"] == 8 * 41472
 
 
@@ -84,7 +84,7 @@ def test_joint_puts_high_rank_layers_in_4bit_and_evaluates_on_the_same_base(sst2
     assert min(ranks[m] for m in four) >= max(ranks[m] for m in eight)
     fp = info["base"]["footprint"]
     assert 0.53 < fp["quantized_linear_bytes_per_param"] < 1.0  # between NF4+DQ and int8
-    assert metrics["train_info"]["own_base_footprint_bytes"] == fp["total_bytes"]
+    assert metrics["train_info"]["base"]["footprint"]["total_bytes"] == fp["total_bytes"]
     assert abs(info["budget_match"]["deviation"]) <= 0.02
 
 

@@ -263,7 +263,7 @@ def test_a_declared_smollm2_gguf_learns_chat_records(tmp_path):
     base = json.loads((out / "scores/chat/my-smol/base.json").read_text())
     assert m["eval_info"]["primary_metric"] == "perplexity"
     assert m["eval_info"]["primary_value"] < 0.97 * base["metrics"]["perplexity"], (m["eval_info"], base["metrics"])
-    assert "-dequantized-" in m["meta_info"]["base_model"]["source"]  # the GGUF file, converted once
+    assert "-dequantized-" in m["train_info"]["base"]["source"]  # the GGUF file, converted once
 
 
 @pytest.mark.slow

@@ -81,7 +81,7 @@ def test_pissa_starts_at_the_model_and_quantizes_a_smaller_residual(bits, sst2_t
     residual's quantization error, which is smaller than the plain 4-bit base's error)."""
     import torch
 
-    from rankbits.bits.mixed import _weight
+    from rankbits.bits.mixed import linear_weight
     from rankbits.config import Run
     from rankbits.methods import METHODS, adapted_modules
     from rankbits.modeling import attach_adapter, load_base, load_prepared_base
@@ -96,7 +96,7 @@ def test_pissa_starts_at_the_model_and_quantizes_a_smaller_residual(bits, sst2_t
 
     def weight(layer):
         b = layer.get_base_layer()
-        return dequantized_weight(b) if bits != "32" else _weight(b)[2]
+        return dequantized_weight(b) if bits != "32" else linear_weight(b)[2]
 
     plain = {name: weight(layer) for name, layer in adapted_modules(model)}
     ctx = Context(run=Run(**spec["run"]), opts={}, hp=spec["training"], dims={}, family=None)
@@ -104,7 +104,7 @@ def test_pissa_starts_at_the_model_and_quantizes_a_smaller_residual(bits, sst2_t
     originals = dict(load_base("minilm", "32", "sst2", {}, cpu)[0].named_modules())
     err_plain = err_pissa = 0.0
     for name, layer in adapted_modules(model):
-        w = _weight(originals[name])[2]
+        w = linear_weight(originals[name])[2]
         delta = (layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]).detach()
         err_pissa += float(torch.linalg.norm(w - (weight(layer) + delta)))
         err_plain += float(torch.linalg.norm(w - plain[name]))

@@ -41,9 +41,10 @@ def test_training_time_is_estimated_from_step_times_measured_before(tmp_path):
     import pandas as pd
 
     from rankbits.plan import Prediction, step_history, wall_estimate
+    from rankbits.record import STEP_SECONDS
 
     pd.DataFrame({"task": ["sst2"] * 3, "model": ["minilm"] * 3, "method": ["lora"] * 3, "budget": [8] * 3,
-                  "bits": [4] * 3, "step_seconds_median": [0.4, 0.5, 0.6]}).to_csv(tmp_path / "runs.csv", index=False)
+                  "bits": [4] * 3, STEP_SECONDS: [0.4, 0.5, 0.6]}).to_csv(tmp_path / "runs.csv", index=False)
     history = step_history([str(tmp_path / "runs.csv")])
     assert history[("sst2", "minilm", "lora", 8, "4")][0] == 0.5
     known = Prediction(("sst2", "minilm", "lora", 8, "4"), {}, 0, [16, 64], [], jobs=5, steps=60)

@@ -29,7 +29,7 @@ def test_targets_wrap_exactly_the_36_encoder_linears():
     ranks = METHODS.get("lora").ranks(model)
     assert set(ranks.values()) == {4}
     lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    assert lora_params == sum(4 * METHODS.get("lora").params_per_rank(*d) for d in dims.values())
+    assert lora_params == sum(METHODS.get("lora").adapter_params(*d, 4) for d in dims.values())
 
 
 def test_adalora_ranks_follow_the_rank_pattern():
@@ -45,7 +45,7 @@ def test_adalora_ranks_follow_the_rank_pattern():
     assert got[first] == 0 and sum(got.values()) == 35
     n_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     dims = module_dims(model)
-    assert n_params == sum(3 * ada.params_per_rank(*d) for d in dims.values())
+    assert n_params == sum(ada.adapter_params(*d, 3) for d in dims.values())
 
 
 def test_family_locates_layer_and_kind():

@@ -107,10 +107,10 @@ def test_only_the_chosen_point_is_ever_evaluated_on_test(sst2_tokens, tmp_path, 
     monkeypatch.setattr(peft.PeftModel, "from_pretrained",
                         lambda base, path, **kw: loaded.append(path) or real(base, path, **kw))
     m = evaluate_run(spec, dirs, str(sst2_tokens / "tok_dev.parquet"), str(tmp_path / "run"))
-    sel = m["train_info"]["lr_selection"]
+    sel = m["eval_info"]["lr_selection"]
     infos = [json.loads((tmp_path / d / "train_info.json").read_text()) for d in dirs]
     chosen, _ = selection_record(infos)
-    assert sel["chosen_lr"] == lr_grid(spec)[chosen] == m["train_info"]["lr"]
+    assert sel["chosen_lr"] == lr_grid(spec)[chosen] == m["train_info"]["training"]["lr"]
     assert loaded == [f"{dirs[chosen]}/adapter"]  # the other point never saw the test split
     assert [g["lr"] for g in sel["grid"]] == [1e-4, 5e-3]
     assert sel["total_optimizer_steps"] == 8 and sel["total_train_seconds"] > 0

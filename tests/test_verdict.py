@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, fake_record
 from rankbits import aggregate as agg
 from rankbits.verdict import RULE, answer_rst, display_verdict, recommend, verdict
 
@@ -30,20 +30,8 @@ def write_runs(root, arms=ARMS, edge=(), collapsed=(), seeds=None):
         for seed, acc in zip((seeds or {}).get((method, budget, bits), range(len(accs))), accs):
             d = root / "runs" / "sst2" / "minilm" / method / str(budget) / bits / f"seed{seed}"
             d.mkdir(parents=True)
-            m = {"run_info": {"task": "sst2", "model": "minilm", "method": method, "budget": budget,
-                              "bits": bits, "seed": seed, "status": "success"},
-                 "train_info": {"trainable_params": 1000 * budget, "effective_adapter_params": 900 * budget,
-                                "total_rank": 36 * budget, "target_total_rank": 36 * budget,
-                                "adapter_bytes": 4000 * budget, "base_bytes": 90_000_000,
-                                "peak_rss_bytes": 2**30, "cuda_max_allocated_bytes": None,
-                                "cuda_max_reserved_bytes": None, "train_seconds": 10.0, "steps": 100,
-                                "train_cpu_seconds": 9.0, "step_seconds_median": 0.1,
-                                "training_memory": {"total_bytes": mib * MiB}, "lr": 0.004,
-                                "lr_selection": {"at_edge": (method, budget, bits) in edge}},
-                 "eval_info": {"metrics": {"accuracy": acc}, "primary_metric": "accuracy",
-                               "higher_is_better": True, "primary_value": acc, "eval_seconds": 1.0,
-                               "collapse": {"collapsed": (method, budget, bits, seed) in collapsed,
-                                            "reason": "predicts class 1 for 97% of the test split"}}}
+            m = fake_record("sst2", method, budget, bits, seed, acc, mib, at_edge=(method, budget, bits) in edge,
+                            collapsed=(method, budget, bits, seed) in collapsed)
             (d / "metrics.json").write_text(json.dumps(m))
             dirs.append(str(d))
     return dirs

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SHARED_DATA, needs_shared_data, valid_records
+from rankbits.config import adapter_dir
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
@@ -95,8 +96,11 @@ def test_tiny_study_end_to_end(tmp_path):
         acc = m["eval_info"]["metrics"]["accuracy"]
         assert 0.5 < acc <= 1.0, acc  # 50 steps on 800 sentences learn something
         assert m["eval_info"]["n_eval"] == 300 and m["train_info"]["steps"] == 50
-        assert m["train_info"]["peak_rss_bytes"] > m["train_info"]["base_bytes"] > 80 * 2**20
-        assert m["meta_info"]["versions"]["peft"] == "0.21.2"
+        assert m["train_info"]["memory"]["peak_rss_bytes"] > m["train_info"]["base"]["base_bytes"] > 80 * 2**20
+        assert m["train_info"]["versions"]["peft"] == "0.21.2"
+        # the record's train_info is what training wrote at the chosen rate, nothing renamed
+        written = adapter_dir(str(d), m["eval_info"]["lr_selection"]["chosen_lr"]).parent / "train_info.json"
+        assert m["train_info"] == json.loads(written.read_text())
         assert m["meta_info"]["data"]["train"] == f"local:{SHARED_DATA}/sst2/train.tsv"  # the report shows it
         preds = pd.read_parquet(d / "predictions.parquet")
         assert len(preds) == 300 and (preds["pred"] == preds["label"]).mean() == pytest.approx(acc)
@@ -107,7 +111,7 @@ def test_tiny_study_end_to_end(tmp_path):
         assert sum(ranks.values()) == m["train_info"]["total_rank"] == 2 * 36  # target x modules
     assert valid_records(tmp_path / "results") == 2  # config/metrics.schema.yaml
     ada = json.loads((runs / "adalora/2/32/seed0/metrics.json").read_text())["train_info"]
-    assert ada["effective_adapter_params"] < ada["adapter_params_initial"]  # pruned from init_r 3
+    assert ada["params"]["effective_adapter"] < ada["params"]["adapter_initial"]  # pruned from init_r 3
     hist = pd.read_csv(runs / "adalora/2/32/seed0/rank_history.csv")
     totals = hist.groupby("step")["rank"].sum()
     assert totals.iloc[0] == 3 * 36 and totals.iloc[-1] == 2 * 36 and totals.is_monotonic_decreasing
@@ -269,7 +273,7 @@ def test_language_modelling_and_summarization_through_the_workflow(tmp_path):
     assert comp.loc[0, "metric"] == "perplexity" and comp.loc[0, "test"].startswith("evaluation noise only (1 seed)")
     assert valid_records(tmp_path / "results") > 0
     m = json.loads((tmp_path / "results/default/runs/cnn_dailymail/t5-small/adalora/2/4/seed0/metrics.json").read_text())
-    assert m["meta_info"]["base_model"]["quantized"] and m["eval_info"]["problem_type"] == "seq2seq"
+    assert m["train_info"]["base"]["quantized"] and m["eval_info"]["problem_type"] == "seq2seq"
     for png in ("rank_heatmaps/cnn_dailymail/t5-small/adalora/2/4/seed0.png", "quant_diagnostics/t5-small/4.png",
                 "rank_maps.png", "pareto.png"):
         assert (tmp_path / "results/default/plots" / png).stat().st_size > 0
@@ -291,11 +295,11 @@ def test_learning_rate_search_extends_the_grid_and_later_seeds_reuse_the_choice(
     assert seed0 == ["lr1e-06", "lr2.7e-05", "lr3e-06", "lr9e-06"]
     rounds = [json.loads((res / f"selection/sst2/minilm/lora/2/32/seed0/round{k}.json").read_text()) for k in range(3)]
     assert [r["status"] for r in rounds] == ["extend", "extend", "done"]
-    m0 = json.loads((res / "runs/sst2/minilm/lora/2/32/seed0/metrics.json").read_text())["train_info"]
-    assert m0["lr"] == 2.7e-5 and m0["lr_selection"]["at_edge"]  # still the largest: flagged
+    m0 = json.loads((res / "runs/sst2/minilm/lora/2/32/seed0/metrics.json").read_text())
+    assert m0["train_info"]["training"]["lr"] == 2.7e-5 and m0["eval_info"]["lr_selection"]["at_edge"]  # still the largest: flagged
     seed1 = [p.name for p in (res / "adapters/sst2/minilm/lora/2/32/seed1").iterdir() if p.name.startswith("lr")]
     assert seed1 == ["lr2.7e-05"]
-    m1 = json.loads((res / "runs/sst2/minilm/lora/2/32/seed1/metrics.json").read_text())["train_info"]
+    m1 = json.loads((res / "runs/sst2/minilm/lora/2/32/seed1/metrics.json").read_text())["eval_info"]
     assert m1["lr_selection"]["search"]["reused_by_this_seed"] and m1["lr_selection"]["at_edge"]
     sel = pd.read_csv(res / "tables/lr_selection.csv").set_index("seed")
     assert sel.loc[1, "rate chosen on"] == "seed 0 (reused)" and sel.loc[0, "rates added by the search"] == 2

@@ -10,6 +10,8 @@ from scipy.stats import norm
 from .io import atomic_file, read_json
 from .bits import bits_label
 from .methods import METHODS
+from .record import (COLLAPSED, COSTS, EFFECTIVE, EVAL_CPU, HIGHER, METRIC, NOT_TABULATED, OWN_BASE, PRIMARY, PRIMARY_METRIC,
+                     SEARCH_SECONDS, SEARCH_STEPS, STEP_SECONDS, TRAIN_CPU, TRAIN_SECONDS, TRAINABLE, TRAINING_MEMORY)
 from .stats import (DIFFERS, EQUIVALENT, LEVEL, POWER, detectable, equivalence_interval, format_p, holm,
                     mean_ci, outcome, paired_bootstrap, paired_test, resolve_margin, seeds_for)
 from .tasks import TASKS
@@ -85,78 +87,51 @@ def failed_runs(run_dirs: list[str]) -> pd.DataFrame:
     with a failed point but another that trained appears too (it was chosen among the rest)."""
     rows = []
     for _, m, ident in run_records(run_dirs, None):
-        points = m.get("failure") or (m["train_info"].get("lr_selection") or {}).get("failed", [])
+        points = m.get("failure") or m["eval_info"]["lr_selection"]["failed"]
         rows += [{**ident, "run_status": m["run_info"]["status"], **p} for p in points]
     cols = [*KEYS, "seed", "run_status", "lr", "step", "error"]
     return pd.DataFrame(rows, columns=cols).sort_values(cols[:7], kind="stable", ignore_index=True)
 
 
 def load_runs(run_dirs: list[str]) -> pd.DataFrame:
-    """One row per run: its identity, every metric (``metric.<name>``) and its costs."""
-    rows = []
-    for d, m, ident in run_records(run_dirs):
-        ti, ei = m["train_info"], m["eval_info"]
-        row = dict(ident)
-        row.update({f"metric.{k}": v for k, v in ei["metrics"].items()})
-        row.update({
-            "primary_metric": ei["primary_metric"], "primary_value": ei["primary_value"],
-            "higher_is_better": ei["higher_is_better"],
-            # at the end of training: a run whose rank grows ends with more than it started with
-            "trainable_params": ti.get("trainable_params_final", ti["trainable_params"]),
-            "effective_adapter_params": ti["effective_adapter_params"],
-            "total_rank": ti["total_rank"], "target_total_rank": ti["target_total_rank"],
-            "adapter_bytes": ti["adapter_bytes"], "base_bytes": ti["base_bytes"],
-            "own_base_footprint_bytes": ti.get("own_base_footprint_bytes"),
-            "peak_rss_bytes": ti["peak_rss_bytes"],
-            "optimizer_state_bytes": ti.get("optimizer_state_bytes"),
-            "cuda_max_allocated_bytes": ti["cuda_max_allocated_bytes"],
-            "cuda_max_reserved_bytes": ti["cuda_max_reserved_bytes"],
-            "train_seconds": ti["train_seconds"], "eval_seconds": ei["eval_seconds"],
-            # what a user budgets (rankbits.memory) and costs that load disturbs little
-            "training_memory_bytes": (ti.get("training_memory") or {}).get("total_bytes"),
-            "train_cpu_seconds": ti.get("train_cpu_seconds"),
-            "step_seconds_median": ti.get("step_seconds_median"),
-            "lr_at_edge": (ti.get("lr_selection") or {}).get("at_edge"),
-            "steps": ti["steps"], "run_dir": str(d),
-            # a run that learned nothing (``health.collapse``): flagged, never hidden in an interval
-            "collapsed": bool((ei.get("collapse") or {}).get("collapsed", False)),
-            "collapse_reason": (ei.get("collapse") or {}).get("reason"),
-            # what the arm's number cost: every learning-rate grid point, probes included
-            "lr": ti.get("lr"),
-            "total_optimizer_steps": (ti.get("lr_selection") or {}).get("total_optimizer_steps", ti["steps"]),
-            "total_train_seconds": (ti.get("lr_selection") or {}).get("total_train_seconds",
-                                                                       ti["train_seconds"]),
-            "total_train_cpu_seconds": (ti.get("lr_selection") or {}).get("total_train_cpu_seconds"),
-        })
-        rows.append(row)
-    df = pd.DataFrame(rows)
+    """One row per finished run: its identity (task, model, method, budget, bits, seed), where it
+    is (``run_dir``) and its record flattened by ``pandas.json_normalize``, each column named by
+    its dotted path in metrics.json (``record.PRIMARY``, ``record.COSTS``, ...): no field renamed.
+    A cost a run did not measure (CUDA peaks on CPU) is NaN."""
+    found = list(run_records(run_dirs))
+    flat = pd.json_normalize([m for _, m, _ in found])
+    identity = [f"run_info.{k}" for k in (*KEYS, "seed")]
+    flat = flat.drop(columns=[c for c in flat.columns if c.startswith(NOT_TABULATED) or c in identity])
+    df = pd.concat([pd.DataFrame([ident for _, _, ident in found]), flat], axis=1)
+    df["run_dir"] = [str(d) for d, _, _ in found]
     df["bits"] = df["bits"].astype(str)
-    for col in ("own_base_footprint_bytes", "cuda_max_allocated_bytes", "cuda_max_reserved_bytes",
-                "training_memory_bytes", "train_cpu_seconds", "step_seconds_median",
-                "total_train_cpu_seconds"):
-        df[col] = df[col].astype("float64")  # None (not measured here): NaN
+    for col in COSTS:  # None (not measured here): NaN; counts stay integers
+        df[col] = (df[col].astype("float64") if df[col].dtype == object else df[col]) if col in df else np.nan
+    # a run that learned nothing (``health.collapse``): flagged, never hidden in an interval
+    df[COLLAPSED] = df[COLLAPSED].fillna(False).astype(bool) if COLLAPSED in df else False
     return df.sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
+
+
+def metric_names(frame: pd.DataFrame, suffix: str = "") -> list[str]:
+    """The task metrics a runs frame (or, with ``suffix`` "_mean", a summary) holds."""
+    return [c[len(METRIC):len(c) - len(suffix)] for c in frame.columns
+            if c.startswith(METRIC) and c.endswith(suffix)]
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std (ddof=1; NaN for one seed) and n over seeds per (task, model, method,
-    budget, bits), for every metric and cost column."""
-    metric_cols = [c for c in runs.columns if c.startswith("metric.")]
-    value_cols = metric_cols + ["primary_value", "trainable_params", "effective_adapter_params",
-                                "total_rank", "adapter_bytes", "base_bytes", "peak_rss_bytes",
-                                "optimizer_state_bytes", "own_base_footprint_bytes",
-                                "cuda_max_allocated_bytes", "cuda_max_reserved_bytes",
-                                "train_seconds", "steps", "total_optimizer_steps", "total_train_seconds",
-                                "training_memory_bytes", "train_cpu_seconds", "step_seconds_median",
-                                "total_train_cpu_seconds"]
+    budget, bits), for every metric and every cost in ``record.COSTS`` (columns ``<path>_mean``,
+    ``<path>_std``), with the primary metric's t interval over seeds."""
+    value_cols = [METRIC + name for name in metric_names(runs)] + [PRIMARY, *COSTS]
     g = runs.groupby(KEYS, sort=False, dropna=False)
-    out = g[value_cols].agg(["mean", "std"])
-    out.columns = [f"{c}_{stat}" for c, stat in out.columns]
+    mean, std = g[value_cols].apply(lambda f: f.mean()), g[value_cols].std()  # the mean as Series.mean sums
+    out = pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)
+    out = out[[f"{c}_{stat}" for c in value_cols for stat in ("mean", "std")]]
     out["n"] = g.size()
-    out["primary_metric"] = g["primary_metric"].first()
-    out["higher_is_better"] = g["higher_is_better"].first()
+    out[PRIMARY_METRIC] = g[PRIMARY_METRIC].first()
+    out[HIGHER] = g[HIGHER].first()
     out["seeds"] = g["seed"].apply(lambda s: ",".join(map(str, sorted(s))))
-    ci = g["primary_value"].apply(lambda v: mean_ci(v.to_numpy()))
+    ci = g[PRIMARY].apply(lambda v: mean_ci(v.to_numpy()))
     out["primary_ci_low"] = [c[1] for c in ci]
     out["primary_ci_high"] = [c[2] for c in ci]
     return out.reset_index()
@@ -183,10 +158,10 @@ def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000, alph
     seeds = sorted(set(a.index) & set(b.index))
     if not seeds:
         return None
-    reference = float(b.loc[seeds, "primary_value"].mean())
+    reference = float(b.loc[seeds, PRIMARY].mean())
     if len(seeds) >= 2:
-        r = paired_test(a.loc[seeds, "primary_value"], b.loc[seeds, "primary_value"], 1 - alpha)
-        d = a.loc[seeds, "primary_value"].to_numpy(float) - b.loc[seeds, "primary_value"].to_numpy(float)
+        r = paired_test(a.loc[seeds, PRIMARY], b.loc[seeds, PRIMARY], 1 - alpha)
+        d = a.loc[seeds, PRIMARY].to_numpy(float) - b.loc[seeds, PRIMARY].to_numpy(float)
         eq_low, eq_high = equivalence_interval(d, alpha)
         t_ok = np.isfinite(r["t_p"])
         return {"seeds": len(seeds), "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -201,7 +176,7 @@ def compare(runs_a: pd.DataFrame, runs_b: pd.DataFrame, n_boot: int = 2000, alph
     if not pa["idx"].equals(pb["idx"]):
         raise ValueError(f"predictions of {a['run_dir'].iloc[0]} and {b['run_dir'].iloc[0]} cover "
                          f"different examples")
-    task, metric = a["task"].iloc[0], a["primary_metric"].iloc[0]
+    task, metric = a["task"].iloc[0], a[PRIMARY_METRIC].iloc[0]
     fast = (lambda y, p: y == p) if metric == "accuracy" else None  # a mean of per-example hits
     r = paired_bootstrap(*per_example(task, metric, pa, pb), n_boot=n_boot, per_example=fast, level=1 - alpha)
     return {"seeds": 1, "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
@@ -302,7 +277,7 @@ def comparisons(runs: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000,
                         continue
                     held = dict(zip(fixed, key))
                     block.append({"task": task, "model": model, "axis": axis, **held, axis: v,
-                                  "baseline": base, "metric": grp["primary_metric"].iloc[0], **r})
+                                  "baseline": base, "metric": grp[PRIMARY_METRIC].iloc[0], **r})
         adjusted = holm([b["p"] if b["seeds"] >= 2 else np.nan for b in block])
         for b, adj in zip(block, adjusted):
             b.update(judge(b, adj, b["metric"], margins, alpha))
@@ -363,20 +338,19 @@ def fmt(mean: float, std: float, digits: int = 4) -> str:
 def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: one 'mean ± std' column per metric."""
     out = summary[KEYS].copy()
-    for c in [c for c in summary.columns if c.startswith("metric.") and c.endswith("_mean")]:
-        name = c[len("metric."):-len("_mean")]
-        out[name] = [fmt(m, s) for m, s in zip(summary[c], summary[c[:-5] + "_std"])]
+    for name in metric_names(summary, "_mean"):
+        out[name] = [fmt(m, s) for m, s in zip(summary[f"{METRIC}{name}_mean"], summary[f"{METRIC}{name}_std"])]
     out["n"] = summary["n"]
     out[f"primary {LEVEL:.0%} CI (t, over seeds)"] = [
         shown_interval(metric, lo, hi) if pd.notna(lo) else "— (n = 1)"
-        for metric, lo, hi in zip(summary["primary_metric"], summary["primary_ci_low"], summary["primary_ci_high"])]
-    out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
-    out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
-    out["training MiB"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
-    out["train CPU s"] = summary["train_cpu_seconds_mean"].round(1)
-    out["train s (wall)"] = summary["train_seconds_mean"].round(1)
-    out["optimizer steps, all grid points"] = summary["total_optimizer_steps_mean"].round().astype("int64")
-    out["train s, all grid points"] = summary["total_train_seconds_mean"].round(1)
+        for metric, lo, hi in zip(summary[PRIMARY_METRIC], summary["primary_ci_low"], summary["primary_ci_high"])]
+    out["trainable params"] = summary[f"{TRAINABLE}_mean"].round().astype("int64")
+    out["effective adapter params"] = summary[f"{EFFECTIVE}_mean"].round().astype("int64")
+    out["training MiB"] = (summary[f"{TRAINING_MEMORY}_mean"] / MiB).round(1)
+    out["train CPU s"] = summary[f"{TRAIN_CPU}_mean"].round(1)
+    out["train s (wall)"] = summary[f"{TRAIN_SECONDS}_mean"].round(1)
+    out["optimizer steps, all grid points"] = summary[f"{SEARCH_STEPS}_mean"].round().astype("int64")
+    out["train s, all grid points"] = summary[f"{SEARCH_SECONDS}_mean"].round(1)
     return out
 
 
@@ -385,7 +359,7 @@ def selection_table(run_dirs: list[str]) -> pd.DataFrame:
     selection score, and the compute the arm spent (all grid points, probes included)."""
     rows = []
     for _, m, ident in run_records(run_dirs):
-        sel = m["train_info"]["lr_selection"]
+        sel = m["eval_info"]["lr_selection"]
         row = dict(ident)
         row.update({
             "selection metric": sel["selection_metric"] or "—", "selection rows": sel["selection_n"] or 0,
@@ -413,7 +387,7 @@ def selection_curves(run_dirs: list[str]) -> pd.DataFrame:
     """Long form: (task, model, method, budget, bits, seed, lr, selection value, chosen)."""
     rows = []
     for _, m, ident in run_records(run_dirs):
-        sel = m["train_info"]["lr_selection"]
+        sel = m["eval_info"]["lr_selection"]
         for g in sel["grid"]:
             rows.append({**ident, "lr": g["lr"],
                          "selection_metric": sel["selection_metric"], "value": g["selection_value"],
@@ -441,8 +415,9 @@ def arms_table(summary: pd.DataFrame, methods: list[str], bits: list[str]) -> pd
     rows = []
     arms = [(m, str(b)) for b in bits for m in methods]
     for (task, model, budget), grp in summary.groupby(["task", "model", "budget"], sort=False):
-        for c in [c for c in grp.columns if c.startswith("metric.") and c.endswith("_mean")]:
-            row = {"task": task, "model": model, "budget": budget, "metric": c[len("metric."):-len("_mean")]}
+        for name in metric_names(grp, "_mean"):
+            c = f"{METRIC}{name}_mean"
+            row = {"task": task, "model": model, "budget": budget, "metric": name}
             for m, b in arms:
                 hit = grp[(grp["method"] == m) & (grp["bits"] == b)]
                 row[arm_label(m, b)] = fmt(hit[c].iloc[0], hit[c[:-5] + "_std"].iloc[0]) if len(hit) else "—"
@@ -454,8 +429,8 @@ def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) 
     """S0 Table 1 layout: one row per (task, model, bits, metric), one column per (budget, method)."""
     rows = []
     for (task, model, bits), grp in summary.groupby(["task", "model", "bits"], sort=False):
-        for c in [c for c in grp.columns if c.startswith("metric.") and c.endswith("_mean")]:
-            name = c[len("metric."):-len("_mean")]
+        for name in metric_names(grp, "_mean"):
+            c = f"{METRIC}{name}_mean"
             row = {"task": task, "model": model, "bits": bits, "metric": name}
             for b in budgets:
                 for m in methods:
@@ -469,16 +444,17 @@ def budget_table(summary: pd.DataFrame, methods: list[str], budgets: list[int]) 
 def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
     """What each arm costs, and as ratios to LoRA on the fp32 base at the same budget: training
     memory, process CPU seconds of training and the median optimizer-step time (not wall time,
-    which load on a shared machine moves by half)."""
+    which load on a shared machine moves by half); and the CPU seconds of evaluating it."""
     out = summary[KEYS].copy()
-    out["training MiB"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
-    out["train CPU s"] = summary["train_cpu_seconds_mean"].round(1)
-    out["ms/step (median)"] = (1000 * summary["step_seconds_median_mean"]).round(1)
+    out["training MiB"] = (summary[f"{TRAINING_MEMORY}_mean"] / MiB).round(1)
+    out["train CPU s"] = summary[f"{TRAIN_CPU}_mean"].round(1)
+    out["ms/step (median)"] = (1000 * summary[f"{STEP_SECONDS}_mean"]).round(1)
+    out["eval CPU s"] = summary[f"{EVAL_CPU}_mean"].round(1)
     ref = summary[(summary["method"] == "lora") & (summary["bits"].astype(str) == "32")].set_index(
         ["task", "model", "budget"])
-    for col, name in (("training_memory_bytes_mean", "memory / LoRA fp32"),
-                      ("train_cpu_seconds_mean", "CPU time / LoRA fp32"),
-                      ("step_seconds_median_mean", "step time / LoRA fp32")):
+    for col, name in ((f"{TRAINING_MEMORY}_mean", "memory / LoRA fp32"),
+                      (f"{TRAIN_CPU}_mean", "CPU time / LoRA fp32"),
+                      (f"{STEP_SECONDS}_mean", "step time / LoRA fp32")):
         base = [ref[col].get((t, m, b), np.nan) if len(ref) else np.nan
                 for t, m, b in zip(summary["task"], summary["model"], summary["budget"])]
         out[name] = (summary[col] / np.asarray(base, dtype=float)).round(3)
@@ -490,15 +466,15 @@ def memory_table(summary: pd.DataFrame, footprints: dict[tuple[str, str], dict])
     constants included) / adapter MiB on disk / trainable and effective adapter parameters /
     optimizer state / peak process memory."""
     out = summary[KEYS].copy()
-    own = summary.get("own_base_footprint_bytes_mean", pd.Series([float("nan")] * len(summary)))
+    own = summary[f"{OWN_BASE}_mean"]
     out["base MiB"] = [round((o if pd.notna(o) else footprints[(m, str(b))]["total_bytes"]) / MiB, 2)
                        for m, b, o in zip(summary["model"], summary["bits"], own.to_numpy())]
-    out["adapter MiB"] = (summary["adapter_bytes_mean"] / MiB).round(3)
-    out["trainable params"] = summary["trainable_params_mean"].round().astype("int64")
-    out["effective adapter params"] = summary["effective_adapter_params_mean"].round().astype("int64")
-    out["optimizer state MiB"] = (summary["optimizer_state_bytes_mean"] / MiB).round(3)
-    out["training MiB (budgeted)"] = (summary["training_memory_bytes_mean"] / MiB).round(1)
-    out["peak process RSS MiB (not budgetable)"] = (summary["peak_rss_bytes_mean"] / MiB).round(1)
+    out["adapter MiB"] = (summary["train_info.adapter_bytes_mean"] / MiB).round(3)
+    out["trainable params"] = summary[f"{TRAINABLE}_mean"].round().astype("int64")
+    out["effective adapter params"] = summary[f"{EFFECTIVE}_mean"].round().astype("int64")
+    out["optimizer state MiB"] = (summary["train_info.memory.optimizer_state_bytes_mean"] / MiB).round(3)
+    out["training MiB (budgeted)"] = (summary[f"{TRAINING_MEMORY}_mean"] / MiB).round(1)
+    out["peak process RSS MiB (not budgetable)"] = (summary["train_info.memory.peak_rss_bytes_mean"] / MiB).round(1)
     return out
 
 

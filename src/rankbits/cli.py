@@ -5,6 +5,9 @@ never trains.
                        [--emit peft|axolotl|llama-factory]
     rankbits plan [--configfile config/studies/gpu.yaml] [--gpu-mib 81559]
     rankbits compare results/default results/byo --out compare.html
+
+Each subcommand imports what it needs when it runs (function-local imports): torch, pandas and
+scipy stay out of ``rankbits --help`` and of a subcommand that does not use them.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .errors import ConfigError
+from .record import TRAINING_MEMORY
 
 
 def run_dirs(results: Path) -> list[str]:
@@ -39,7 +45,7 @@ def recommend(args) -> int:
         print(f"rankbits recommend: no finished runs (metrics.json) under {args.results}", file=sys.stderr)
         return 2
     runs = agg.load_runs(dirs)
-    if runs["training_memory_bytes"].isna().all():
+    if runs[TRAINING_MEMORY].isna().all():
         print(f"rankbits recommend: the runs under {args.results} have no training-memory record "
               f"(made before rankbits measured it); rerun the study", file=sys.stderr)
         return 2
@@ -79,7 +85,6 @@ def study_config(configfiles: list[str], base: str = "config/config.yaml") -> di
 
 
 def plan(args) -> int:
-    from .errors import ConfigError
     from .plan import job_mib, plan as predict, step_history, table, too_big, wall_estimate
 
     try:

@@ -23,6 +23,8 @@ from .config import adapter_dir
 from .methods import METHODS
 from .models import HEAD_MODULES, MODELS
 from .problems import problem
+from .record import COLLAPSED
+from .verdict import arm_table, best_within, interval, select
 
 TOOLS = ("peft", "axolotl", "llama-factory")
 # PEFT config fields that describe where an adapter was saved, not how to train one
@@ -55,7 +57,7 @@ def recipe(run_dir: str, headline: str) -> Recipe:
 
     m = json.loads(Path(run_dir, "metrics.json").read_text())
     info, spec = m["run_info"], m["run_info"]["spec"]
-    lr = float(m["train_info"]["lr"])
+    lr = float(m["train_info"]["training"]["lr"])
     cfg = PeftConfig.from_pretrained(str(adapter_dir(run_dir, lr)))
     defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
                 for f in dataclasses.fields(type(cfg))}
@@ -252,7 +254,7 @@ EMITTERS = {"peft": emit_peft, **{tool: (lambda r, tool=tool: emit_yaml(r, tool)
 
 def representative_run(runs: pd.DataFrame) -> str:
     """The arm's run to read the recipe from: its first seed that did not collapse (else its first)."""
-    ok = runs[~runs["collapsed"]] if "collapsed" in runs else runs
+    ok = runs[~runs[COLLAPSED]]
     return str((ok if len(ok) else runs).sort_values("seed").iloc[0]["run_dir"])
 
 
@@ -260,8 +262,6 @@ def emit(runs: pd.DataFrame, memory_mib: float, tool: str, task: str | None = No
          alpha: float = 0.05, margins: dict | None = None) -> str:
     """For each (task, model) of ``runs``: the arm ``verdict.RULE`` recommends within
     ``memory_mib``, written for ``tool``."""
-    from .verdict import arm_table, best_within, interval, select
-
     if task:
         runs = runs[runs["task"] == task]
     if model:

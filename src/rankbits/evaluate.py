@@ -111,7 +111,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
         reused = len(train_dirs) == 1 and len(search["rates"]) > 1
         lr_selection["search"] = {**search, "file": choice, "reused_by_this_seed": reused}
     train_dir, train_info = train_dirs[chosen], infos[chosen]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     df = pd.read_parquet(dev_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
     base, _ = load_prepared_base(run, spec, device, base_dir)  # as training prepared it
@@ -130,7 +130,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
         pred["reference"] = df["reference"].to_numpy()[pred["row"]]
     if forget_dev:
         values.update(general_text_loss(model, forget_dev, forget_base, tokenizer, device))
-    eval_seconds = time.perf_counter() - t0
+    eval_seconds, eval_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     log = pd.read_csv(f"{train_dir}/train_log.csv") if Path(train_dir, "train_log.csv").exists() else None
     labelled = prob.task.problem_type == "classification"
     own = None
@@ -152,36 +152,9 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "spec": spec,
         },
-        "train_info": {
-            "steps": train_info["steps"],
-            "n_train": train_info["n_train"],
-            "epochs_seen": train_info["epochs_seen"],
-            "method_options": train_info["method_options"],
-            "trainable_params": train_info["params"]["trainable"],
-            "adapter_params_initial": train_info["params"]["adapter_initial"],
-            "head_params": train_info["params"]["head"],
-            "trainable_params_final": train_info["params"]["trainable_final"],
-            "effective_adapter_params": train_info["params"]["effective_adapter"],
-            "budget_match": train_info["budget_match"],
-            "allocation": train_info["allocation"],
-            "n_validation_held_out": train_info["n_validation_held_out"],
-            "skipped_batches": train_info["skipped_batches"],
-            "lr": train_info["training"]["lr"],
-            "lr_selection": lr_selection,
-            "total_rank": train_info["total_rank"],
-            "target_total_rank": train_info["target_total_rank"],
-            "num_modules": len(train_info["module_dims"]),
-            "adapter_bytes": train_info["adapter_bytes"],
-            "base_bytes": train_info["base"]["base_bytes"],
-            # a method that quantizes its own base (joint) measures it; others: see footprint.json
-            "own_base_footprint_bytes": (train_info["base"].get("footprint") or {}).get("total_bytes"),
-            "final_task_loss": train_info["final_task_loss"],
-            **train_info["memory"],
-            **train_info["timing"],
-            # what a user budgets (rankbits.memory): each part, and their sum
-            "training_memory": train_info["training_memory"],
-        },
+        "train_info": train_info,  # as training wrote it (the chosen grid point's train_info.json)
         "eval_info": {
+            "lr_selection": lr_selection,  # the grid points, the choice, what the whole search cost
             "metrics": values,
             "primary_metric": task.primary_metric,
             "primary_value": values[task.primary_metric],
@@ -192,15 +165,11 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
             "n_eval": len(df),
             "scored_tokens": int(pred["tokens"].sum()) if "tokens" in pred else None,
             "eval_seconds": eval_seconds,
+            "eval_cpu_seconds": eval_cpu_seconds,  # process CPU (all threads): load, score, forgetting
             "eval_peak_rss_bytes": peak_memory(device)["peak_rss_bytes"],
         },
         "meta_info": {
             "data": data_sources(manifest),
-            "base_model": train_info["base"],
-            "module_dims": train_info["module_dims"],
-            "device": train_info["device"],
-            "versions": train_info["versions"],
-            "rankbits_version": train_info["rankbits_version"],
             "git_commit": git_commit(repo_root()),
         },
     }
@@ -235,9 +204,10 @@ def score_only(spec: dict, dev_path: str, base_dir: str, out: str, threads: int 
         run = Run(spec["task"], trained.model, trained.method, trained.budget, trained.bits, trained.seed)
         model, _ = load_prepared_base(run, m["run_info"]["spec"], device, base_dir)
         model = METHODS.get(run.method).adapt_base(model, m["train_info"]["allocation"] or {}, device)
-        adapter = adapter_dir(run_dir, m["train_info"]["lr"])
+        lr = m["train_info"]["training"]["lr"]
+        adapter = adapter_dir(run_dir, lr)
         model = PeftModel.from_pretrained(model, str(adapter))
-        scored, bits = {"adapter": str(adapter), "run": trained.path, "lr": m["train_info"]["lr"]}, run.bits
+        scored, bits = {"adapter": str(adapter), "run": trained.path, "lr": lr}, run.bits
     pred, values, loss = score_split(model.eval(), df, prob, tokenizer, spec["task_options"],
                                      spec["training"]["eval_batch_size"], device)
     result = {"task": spec["task"], "model": spec["model"], **scored,

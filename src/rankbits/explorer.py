@@ -16,18 +16,21 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import METRIC_RANGE, arm_name, clip_interval
+from .record import (COLLAPSED, HIGHER, LR, METRIC, PRIMARY, PRIMARY_METRIC, SEARCH_CPU, STEP_SECONDS, TRAIN_CPU,
+                     TRAINABLE, TRAINING_MEMORY)
+from .io import atomic_file
 
 MiB = 2**20
 # axes a reader can pick: (label, run column, arm column)
 AXES = {
-    "metric": ("test metric (primary)", "primary_value", "mean"),
+    "metric": ("test metric (primary)", PRIMARY, "mean"),
     "memory": ("training memory (MiB)", "training_mib", "training_mib"),
-    "params": ("trainable parameters", "trainable_params", "trainable_params"),
-    "cpu": ("training CPU seconds (chosen rate)", "train_cpu_seconds", "train_cpu_seconds"),
+    "params": ("trainable parameters", TRAINABLE, "trainable_params"),
+    "cpu": ("training CPU seconds (chosen rate)", TRAIN_CPU, "train_cpu_seconds"),
     "step": ("ms per optimizer step (median)", "step_ms", "step_ms_median"),
-    "search_cpu": ("CPU seconds of the whole rate search", "total_train_cpu_seconds", None),
-    "forgetting": ("forgetting (loss on general text minus the base's)", "metric.forgetting", None),
-    "lr": ("learning rate chosen", "lr", None),
+    "search_cpu": ("CPU seconds of the whole rate search", SEARCH_CPU, None),
+    "forgetting": ("forgetting (loss on general text minus the base's)", METRIC + "forgetting", None),
+    "lr": ("learning rate chosen", LR, None),
 }
 FILTERS = ("study", "task", "model", "method", "budget", "bits", "seed")
 
@@ -48,15 +51,15 @@ def records(results: str | Path, study: str | None = None) -> tuple[list[dict], 
     name = study or Path(results).name
     runs = pd.read_csv(tables / "runs.csv")
     verdict = pd.read_csv(tables / "verdict.csv", keep_default_na=False, na_values=[""])
-    runs["training_mib"] = runs["training_memory_bytes"] / MiB
-    runs["step_ms"] = 1000 * runs["step_seconds_median"]
+    runs["training_mib"] = runs[TRAINING_MEMORY] / MiB
+    runs["step_ms"] = 1000 * runs[STEP_SECONDS]
     out_runs = []
     for _, r in runs.iterrows():
         rec = {"study": name, "task": r["task"], "model": r["model"], "method": r["method"],
                "budget": str(r["budget"]), "bits": str(r["bits"]), "seed": str(r["seed"]),
-               "arm": arm_name(r["method"], str(r["bits"]), r["budget"]), "metric_name": r["primary_metric"],
-               "path": str(r["run_dir"]), "collapsed": bool(r.get("collapsed", False)),
-               "higher_is_better": bool(r["higher_is_better"])}
+               "arm": arm_name(r["method"], str(r["bits"]), r["budget"]), "metric_name": r[PRIMARY_METRIC],
+               "path": str(r["run_dir"]), "collapsed": bool(r[COLLAPSED]),
+               "higher_is_better": bool(r[HIGHER])}
         rec.update({k: _clean(r[col]) if col in r else None for k, (_, col, _) in AXES.items()})
         out_runs.append(rec)
     out_arms = []
@@ -72,7 +75,7 @@ def records(results: str | Path, study: str | None = None) -> tuple[list[dict], 
         rec.update({k: _clean(a[col]) if col and col in a else None for k, (_, _, col) in AXES.items()})
         mine = runs[(runs["task"] == a["task"]) & (runs["model"] == a["model"]) & (runs["method"] == a["method"])
                     & (runs["budget"] == a["budget"]) & (runs["bits"].astype(str) == str(a["bits"]))]
-        rec["rates"] = sorted({_clean(x) for x in mine["lr"]})  # the rate(s) its seeds trained at
+        rec["rates"] = sorted({_clean(x) for x in mine[LR]})  # the rate(s) its seeds trained at
         rec["paths"] = [str(x) for x in mine["run_dir"]]
         out_arms.append(rec)
     return out_runs, out_arms
@@ -93,8 +96,6 @@ def page(studies: list[tuple[str | Path, str | None]], title: str) -> str:
 
 
 def write(studies: list[tuple[str | Path, str | None]], out: str | Path, title: str) -> None:
-    from .io import atomic_file
-
     with atomic_file(str(out)) as tmp:
         Path(tmp).write_text(page(studies, title))
 

@@ -32,6 +32,9 @@ from .methods import METHODS
 from .modeling import adapter_config, attach_adapter
 from .models import HEAD_MODULES, MODELS, is_conv1d
 from .problems import problem
+from .record import STEP_SECONDS
+from .aggregate import arm_name
+from .errors import ConfigError
 
 MiB = 2**20
 MARGIN = 0.25  # a GPU job asks for its prediction plus this (allocator slack, CUDA context, kernels)
@@ -159,8 +162,10 @@ def step_history(paths: list[str]) -> dict[tuple, tuple[float, str]]:
     out = {}
     for path in paths:
         runs = pd.read_csv(path)
+        if STEP_SECONDS not in runs:  # a table written before the record's paths named its columns
+            continue
         for key, g in runs.groupby(["task", "model", "method", "budget", "bits"]):
-            s = g["step_seconds_median"].dropna()
+            s = g[STEP_SECONDS].dropna()
             if len(s):
                 out[(key[0], key[1], key[2], int(key[3]), str(key[4]))] = (float(s.median()), path)
     return out
@@ -191,8 +196,6 @@ def job_mib(p: Prediction) -> int:
 
 
 def table(predictions: list[Prediction], gpu_mib: float | None) -> str:
-    from .aggregate import arm_name
-
     head = (f"{'task / model':<22}{'arm':<26}{'batch':>9}{'base':>8}{'adapter':>9}{'grads':>8}{'AdamW':>8}"
             f"{'activ.':>9}{'total':>9}{'job':>8}" + (f"{'at once':>9}" if gpu_mib else ""))
     lines = [head, f"{'':<57}(MiB; job = total + {MARGIN:.0%} + {CUDA_CONTEXT_MIB} MiB CUDA context)"]
@@ -214,8 +217,6 @@ def table(predictions: list[Prediction], gpu_mib: float | None) -> str:
 
 def too_big(predictions: list[Prediction], gpu_mib: float) -> list[str]:
     """The arms that cannot fit ``gpu_mib``, each with the settings that shrink it."""
-    from .aggregate import arm_name
-
     out = []
     for p in predictions:
         if job_mib(p) > gpu_mib:
@@ -230,8 +231,6 @@ def too_big(predictions: list[Prediction], gpu_mib: float) -> list[str]:
 
 def gpu_budget(cfg: dict) -> int:
     """The GPU memory jobs share, in MiB: the ``gpu_mib`` setting, else the device's own."""
-    from .errors import ConfigError
-
     if cfg.get("gpu_mib"):
         return int(cfg["gpu_mib"])
     if not torch.cuda.is_available():
@@ -244,8 +243,6 @@ def gpu_budget(cfg: dict) -> int:
 def planned_jobs(cfg: dict, gpu_mib: int) -> dict[tuple, int]:
     """GPU MiB each arm's jobs ask for; an arm that cannot fit ``gpu_mib`` is a ConfigError that
     names the settings to change."""
-    from .errors import ConfigError
-
     predictions = plan(cfg, "cuda")
     problems = too_big(predictions, gpu_mib)
     if problems:

@@ -15,6 +15,7 @@ from .bits import bits_label  # noqa: E402
 from .io import atomic_file, read_json  # noqa: E402
 from .methods import METHODS  # noqa: E402
 from .models import KINDS, MODELS  # noqa: E402
+from .record import EFFECTIVE, PRIMARY, PRIMARY_METRIC, TRAINABLE  # noqa: E402
 
 
 def heatmap_panels(values: dict[str, float], model: str) -> list[tuple[str, list, list[str], np.ndarray]]:
@@ -167,7 +168,7 @@ def rank_heatmap(run_dir: str, out: str) -> None:
     base = "bits per layer as mapped" if bit_map else bits_label(ri["bits"])
     fig.suptitle(f"{ri['task']} / {ri['model']} / {ri['method']}, budget {ri['budget']}, {base}, "
                  f"seed {ri['seed']}\nfinal rank {ti['total_rank']} (uniform: {ti['target_total_rank']}), "
-                 f"{ti['effective_adapter_params']:,} adapter params", fontsize=9, y=1.0 + 0.6 / fig.get_figheight())
+                 f"{ti['params']['effective_adapter']:,} adapter params", fontsize=9, y=1.0 + 0.6 / fig.get_figheight())
     save(fig, out)
 
 
@@ -226,7 +227,7 @@ def rank_vs_step(run_dirs: list[str], out: str) -> None:
             steps = list(hist.index) + [ti["steps"]]
             (line,) = ax.step(steps, list(hist.values) + [hist.values[-1]], where="post",
                               label=f"{ri['method']} b={ri['budget']} {ri['bits']}b s{ri['seed']}")
-            info = {"method_options": ti["method_options"], "module_dims": m["meta_info"]["module_dims"],
+            info = {"method_options": ti["method_options"], "module_dims": ti["module_dims"],
                     "budget": ri["budget"], "steps": ti["steps"]}
             xs = np.arange(ti["steps"] + 1)
             ys = [METHODS.get(ri["method"]).budget_line(info, int(s)) for s in xs]
@@ -276,8 +277,8 @@ def metric_vs_params(summary: pd.DataFrame, out: str) -> None:
     effective adapter parameters after pruning (bottom), one marker per method."""
     tasks = list(dict.fromkeys(summary["task"]))
     methods = list(dict.fromkeys(summary["method"]))
-    axes_x = [("trainable_params_mean", "trainable parameters (adapters + head)"),
-              ("effective_adapter_params_mean", "effective adapter parameters (after pruning)")]
+    axes_x = [(f"{TRAINABLE}_mean", "trainable parameters (adapters + head)"),
+              (f"{EFFECTIVE}_mean", "effective adapter parameters (after pruning)")]
     fig, axes = plt.subplots(2, len(tasks), figsize=(5.0 * len(tasks), 7.2), squeeze=False)
     for col, task in enumerate(tasks):
         grp = summary[summary["task"] == task]
@@ -286,15 +287,15 @@ def metric_vs_params(summary: pd.DataFrame, out: str) -> None:
             for i, method in enumerate(methods):
                 g = grp[grp["method"] == method]
                 if len(g):
-                    ax.errorbar(g[xcol], g["primary_value_mean"], yerr=g["primary_value_std"].fillna(0),
+                    ax.errorbar(g[xcol], g[f"{PRIMARY}_mean"], yerr=g[f"{PRIMARY}_std"].fillna(0),
                                 fmt="osD^v<>pP*X"[i % 11], capsize=3, label=method)
                     for _, r in g.iterrows():
-                        ax.annotate(f"b={r['budget']},{r['bits']}b", (r[xcol], r["primary_value_mean"]),
+                        ax.annotate(f"b={r['budget']},{r['bits']}b", (r[xcol], r[f"{PRIMARY}_mean"]),
                                     fontsize=7, xytext=(4, 4), textcoords="offset points")
             ax.set_xscale("log")
             ax.set_title(task)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(grp["primary_metric"].iloc[0])
+            ax.set_ylabel(grp[PRIMARY_METRIC].iloc[0])
             ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, out)

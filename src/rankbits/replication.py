@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 
 from .models import MODELS
+from .record import HIGHER, METRIC, PRIMARY_METRIC
 from .stats import mean_ci
 
 REQUIRED = ("source", "table", "model", "task", "method", "budget", "bits", "metric", "value")
@@ -41,7 +42,7 @@ def replication_table(summary: pd.DataFrame, published: list[dict]) -> pd.DataFr
         hits = summary[(summary["task"] == e["task"]) & (summary["method"] == e["method"])
                        & (summary["budget"] == int(e["budget"]))
                        & (summary["bits"].astype(str).map(_precision) == _precision(e["bits"]))]
-        col = f"metric.{e['metric']}_mean"
+        col = f"{METRIC}{e['metric']}_mean"
         for _, r in hits.iterrows():
             if col not in r or pd.isna(r[col]):
                 continue
@@ -97,7 +98,7 @@ def directions_table(runs: pd.DataFrame, directions: list[dict]) -> pd.DataFrame
     paired difference (by seed; > 0: a better than b) with its 95% interval, and whether the
     claimed direction held."""
     rows = []
-    col = lambda e: f"metric.{e['metric']}"  # noqa: E731
+    col = lambda e: f"{METRIC}{e['metric']}"  # noqa: E731
     for e in directions:
         if col(e) not in runs:
             continue
@@ -107,15 +108,15 @@ def directions_table(runs: pd.DataFrame, directions: list[dict]) -> pd.DataFrame
                                 & ((runs["budget"] == int(e["budget"])) if "budget" in e else True)]
         a, b = pick(e["a"]), pick(e["b"])
         keys = ["task", "model", "budget", "seed"]
-        paired = a[keys + [col(e), "primary_metric", "higher_is_better"]].merge(b[keys + [col(e)]], on=keys, suffixes=("_a", "_b"))
+        paired = a[keys + [col(e), PRIMARY_METRIC, HIGHER]].merge(b[keys + [col(e)]], on=keys, suffixes=("_a", "_b"))
         for (task, model, budget), grp in paired.groupby(["task", "model", "budget"], sort=True):
             # the task's direction (its registry entry, as every run records it) is its primary metric's
-            if grp["primary_metric"].iloc[0] != e["metric"]:
+            if grp[PRIMARY_METRIC].iloc[0] != e["metric"]:
                 if "task" not in e:  # an entry for every task: this one reports the metric
                     continue  # beside another primary (CNN/DM: perplexity beside ROUGE-L)
                 raise ValueError(f"direction {e['claim']!r}: {e['metric']} is not {task}'s primary metric "
-                                 f"({grp['primary_metric'].iloc[0]}), whose direction the runs record")
-            sign = 1.0 if grp["higher_is_better"].iloc[0] else -1.0
+                                 f"({grp[PRIMARY_METRIC].iloc[0]}), whose direction the runs record")
+            sign = 1.0 if grp[HIGHER].iloc[0] else -1.0
             diff = sign * (grp[f"{col(e)}_a"] - grp[f"{col(e)}_b"]).to_numpy()
             mean, low, high = mean_ci(diff)
             scale = float(grp[f"{col(e)}_b"].mean())

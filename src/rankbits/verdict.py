@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import (KEYS, MiB, arm_name, clip_interval, compare, judge, margin_of, outcome_text,
-                        shown_interval)
-from .stats import DIFFERS, EQUIVALENT, LEVEL, UNRESOLVED, format_p, holm, mean_ci
+                        shown_interval, summarize)
+from .record import (AT_EDGE, COLLAPSE_REASON, COLLAPSED, HIGHER, LR, PRIMARY, PRIMARY_METRIC, STEP_SECONDS,
+                     TRAIN_CPU, TRAINABLE, TRAINING_MEMORY)
+from .stats import DIFFERS, EQUIVALENT, LEVEL, UNRESOLVED, format_p, holm
 
 RULE = ("Within a memory budget, rankbits recommends the arm with the best mean over seeds among "
         "the arms that fit and have no collapsed seed (if every arm that fits has one, the best "
@@ -49,33 +51,35 @@ def pareto_mask(cost, value, higher_is_better: bool = True) -> np.ndarray:
 
 def collapse_note(g: pd.DataFrame) -> str:
     """'1 of 3 seeds collapsed (seed 2 at lr 0.004: predicts class 1 for 97% of the test split)'."""
-    bad = g[g["collapsed"]] if "collapsed" in g else g.iloc[:0]
+    bad = g[g[COLLAPSED]]
     if bad.empty:
         return ""
-    what = "; ".join(f"seed {r['seed']}" + (f" at lr {r['lr']:g}" if pd.notna(r.get("lr")) else "")
-                     + (f": {r['collapse_reason']}" if r.get("collapse_reason") else "")
+    what = "; ".join(f"seed {r['seed']}" + (f" at lr {r[LR]:g}" if pd.notna(r.get(LR)) else "")
+                     + (f": {r[COLLAPSE_REASON]}" if r.get(COLLAPSE_REASON) else "")
                      for _, r in bad.iterrows())
     return f"{len(bad)} of {len(g)} seeds collapsed ({what})"
 
 
 def arm_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per arm of each (task, model): mean and interval over seeds, costs, flags."""
+    """One row per arm of each (task, model): its mean and interval over seeds and its costs as
+    ``aggregate.summarize`` gives them, and what its seeds say one by one (collapses, rates)."""
     rows = []
-    for key, g in runs.groupby(KEYS, sort=False):
-        mean, low, high = mean_ci(g["primary_value"].to_numpy())
+    for _, arm in summarize(runs).iterrows():
+        g = select(runs, arm)
         rows.append({
-            **dict(zip(KEYS, key)), "arm": arm_name(key[2], key[4], key[3]),
-            "metric": g["primary_metric"].iloc[0], "higher_is_better": bool(g["higher_is_better"].iloc[0]),
-            "seeds": len(g), "mean": mean, "ci_low": low, "ci_high": high,
-            "training_mib": g["training_memory_bytes"].mean() / MiB,
-            "trainable_params": int(round(g["trainable_params"].mean())),
-            "lr_at_edge": bool(g["lr_at_edge"].fillna(False).astype(bool).any()),
-            "train_cpu_seconds": g["train_cpu_seconds"].mean(),
-            "step_ms_median": 1000 * g["step_seconds_median"].median(),
-            "collapsed_seeds": int(g["collapsed"].sum()) if "collapsed" in g else 0,
+            **{k: arm[k] for k in KEYS}, "arm": arm_name(arm["method"], arm["bits"], arm["budget"]),
+            "metric": arm[PRIMARY_METRIC], "higher_is_better": bool(arm[HIGHER]),
+            "seeds": int(arm["n"]), "mean": arm[f"{PRIMARY}_mean"],
+            "ci_low": arm["primary_ci_low"], "ci_high": arm["primary_ci_high"],
+            "training_mib": arm[f"{TRAINING_MEMORY}_mean"] / MiB,
+            "trainable_params": int(round(arm[f"{TRAINABLE}_mean"])),
+            "lr_at_edge": bool(g[AT_EDGE].fillna(False).astype(bool).any()) if AT_EDGE in g else False,
+            "train_cpu_seconds": arm[f"{TRAIN_CPU}_mean"],
+            "step_ms_median": 1000 * g[STEP_SECONDS].median(),  # the median of the seeds' medians
+            "collapsed_seeds": int(g[COLLAPSED].sum()),
             "collapsed": collapse_note(g),
             # the rate(s) its seeds trained at, chosen on the selection split (never the test split)
-            "rates": ", ".join(f"{x:g}" for x in sorted(set(g["lr"].dropna()))) if "lr" in g else "",
+            "rates": ", ".join(f"{x:g}" for x in sorted(set(g[LR].dropna()))),
         })
     return pd.DataFrame(rows)
 
