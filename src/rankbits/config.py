@@ -26,6 +26,8 @@ from .models import MODELS
 from .problems import IncompatibleError, problem
 from .registry import UnknownNameError
 from .tasks import TASKS
+from .models.configured import chat_template, declare as declare_models
+from .tasks.configured import chat_template_error, declare as declare_tasks
 
 AXES = ("task", "model", "method", "budget", "bits", "seed")
 
@@ -78,8 +80,6 @@ def declare(cfg: dict) -> None:
     jobs; a line per model says which family and kinds were found, for the user to check."""
     import sys
 
-    from .models.configured import declare as declare_models
-    from .tasks.configured import declare as declare_tasks
 
     for line in declare_models(cfg.get("models") or {}, MODELS.registered()):
         print(line, file=sys.stderr, flush=True)
@@ -119,8 +119,6 @@ def check_names(cfg: dict) -> None:
 
 def check_chat(cfg: dict, task: str, model: str) -> None:
     """A task given as chat messages needs a model whose tokenizer has a chat template."""
-    from .models.configured import chat_template
-    from .tasks.configured import chat_template_error
 
     if not TASKS.get(task).chat:
         return

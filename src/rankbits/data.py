@@ -241,7 +241,7 @@ def tokenize_split(src: str, dst: str, tokenizer, options: dict, task_name: str,
     """The split as model inputs: ``input_ids`` (no padding: batches are padded dynamically),
     ``labels`` (a class per row, or token labels with -100 where no loss is taken) and, for
     generation, ``prompt_ids`` and the ``reference`` text. See ``rankbits.problems``."""
-    from .problems import tokenize
+    from .problems import tokenize  # here, not at the top: torch stays out of reading the data
 
     df = pd.read_parquet(src)
     out = tokenize(df, tokenizer, options, TASKS.get(task_name), architecture, split)

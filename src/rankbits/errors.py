@@ -55,3 +55,12 @@ def coerce(value, schema: dict, defs: dict):
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [coerce(v, schema["items"], defs) for v in value]
     return value
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training step's loss (or a method's allocation) is not finite: the grid point fails at
+    ``step`` (recorded in failed.json under --keep-going)."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

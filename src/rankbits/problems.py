@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .batching import Batches
 from .models import MODELS
 from .tasks import TASKS, DataError, Task
+from .tasks.configured import chat_prompt
 
 LOADERS = {  # (problem type, architecture) -> (transformers auto class, PEFT task type)
     ("classification", "encoder"): ("AutoModelForSequenceClassification", "SEQ_CLS"),
@@ -159,7 +160,6 @@ def _source_target(df, tokenizer, options: dict, task: Task, architecture: str) 
 
     pre, suf = toks([prefix])[0], toks([suffix])[0]
     if task.chat:  # a conversation: the model's chat template renders it up to the assistant's turn
-        from .tasks.configured import chat_prompt
 
         sources = toks(chat_prompt(tokenizer, t) for t in df["text"])
     else:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .jobserver import FORK
+from .config import Run
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
             "scikit-learn", "pandas", "snakemake", "rankbits")
@@ -58,8 +59,6 @@ def advises_on_oom(doing: str):
     def wrap(f):
         @functools.wraps(f)
         def inner(spec: dict, *args, **kwargs):
-            from .config import Run
-
             what = Run(**spec["run"]).path if "run" in spec else f"{spec['task']}/{spec['model']}"
             with oom_advice(f"{doing} {what}", spec["training"],
                             spec["task_options"]["max_length"]):

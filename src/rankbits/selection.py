@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from .config import next_rate
+from .io import read_json, write_json
 
 RULE = ("best primary metric on the selection split; ties: lower selection loss, then the "
         "smaller learning rate")
@@ -74,9 +76,6 @@ def select_round(spec: dict, point_dirs: list[str], round_: int, out: str) -> di
     trained so far; if the choice is at an edge of the rates tried and extensions are left, ask
     for one more rate beyond that edge (``status: extend``), else ``status: done``. Written to
     ``out`` (the workflow's checkpoint), which decides the DAG's next jobs."""
-    from .config import next_rate
-    from .io import read_json, write_json
-
     # every rate tried counts for the edges, a diverged one too (recorded under --keep-going):
     # the search never steps past a rate that failed
     failed = [read_json(f"{d}/failed.json") for d in point_dirs if Path(d, "failed.json").exists()]

@@ -21,7 +21,6 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -31,6 +30,7 @@ from . import __version__, memory
 from .batching import Batches
 from .checkpoint import Checkpointer, set_rng_state
 from .config import Run, config_hash
+from .errors import NonFiniteLoss
 from .io import atomic_dir, dir_bytes, write_csv, write_json
 from .allocation import budget_record
 from .footprint import footprint
@@ -40,13 +40,7 @@ from .models import MODELS, Family
 from .problems import Problem, problem, score, score_split, task_loss
 from .runtime import advises_on_oom, device_info, peak_memory, pick_device, reset_peak, versions
 from .watch import Watch
-from .workflow import console
-
-
-class NonFiniteLoss(FloatingPointError):
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = step
+from .workflow import console, keep_going
 
 
 def write_failure(out_dir: str, spec: dict, exc: Exception) -> dict:
@@ -75,10 +69,25 @@ def batch_stream(batches: Batches, seed: int):
 
 
 @dataclass
+class Data:
+    """Phase 1 of a run: the training rows as batches (and a method's held-out validation rows)."""
+
+    tokenizer: object
+    batches: Batches
+    val_batches: Batches | None
+    n_train: int
+    n_val: int
+    steps: int
+
+
+@dataclass
 class Context:
-    """What a method sees of its run: before training (``allocate``: dims, ``probe``, the upstream
-    run) and while training (``setup`` / ``on_optimizer_step``: model, optimizer, trainable
-    parameters, ``val_loss``). ``record`` goes into train_info; ``state`` is the method's own."""
+    """What a method sees of its run. Facts: the run, its resolved options and training settings,
+    the target modules' shapes, the model family, the planned steps, the upstream run. Services
+    (methods below): ``probe``, ``init_batches``, ``peak_batch`` and ``load_base`` before training
+    (``allocate``, ``initialize``), ``val_loss`` while training. Once the optimizer exists:
+    ``model``, ``optimizer``, ``trainable``. ``record`` goes into train_info (its
+    ``allocation``); ``state`` is the method's own (checkpointed through its hooks)."""
 
     run: Run
     opts: dict
@@ -88,16 +97,60 @@ class Context:
     total_steps: int = 0
     upstream_dir: str | None = None
     model_options: dict = field(default_factory=dict)
-    probe: Callable | None = None
-    init_batches: Callable | None = None
-    load_base: Callable | None = None  # a fresh copy of the run's base, as training loads it
-    peak_batch: Callable | None = None  # the batch the memory model measures activations on
-    val_loss: Callable[[], float] | None = None
+    spec: dict = field(default_factory=dict, repr=False)
+    data: Data | None = field(default=None, repr=False)
+    device: object = None
+    base_dir: str | None = None
     model: object = None
     optimizer: object = None
     trainable: list = field(default_factory=list)
     record: dict = field(default_factory=dict)
     state: dict = field(default_factory=dict)
+
+    def load_base(self):
+        """A fresh copy of the run's base, as training loads it."""
+        return load_prepared_base(self.run, self.spec, self.device, self.base_dir)[0]
+
+    def init_batches(self, n: int) -> list[dict]:
+        """The first ``n`` batches of the run's training stream, on the device."""
+        stream = batch_stream(self.data.batches, self.run.seed)
+        return [{key: v.to(self.device) for key, v in next(stream).items()} for _ in range(n)]
+
+    def peak_batch(self) -> dict:
+        """The batch the memory model measures activations on (``memory.peak_batch``)."""
+        batch = memory.peak_batch(self.data.batches, self.hp["batch_size"])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def probe(self, n_steps: int, hook=None):
+        """Uniform LoRA at the budget, trained ``n_steps`` on this run's data by the same step;
+        ``hook(model, step)`` sees the gradients after each optimizer step."""
+        import transformers
+
+        run, hp = self.run, self.hp
+        prob = problem(run.task, run.model)
+        pm, info = load_prepared_base(run, self.spec, self.device, self.base_dir)
+        pm = attach_adapter(pm, run.model, run.task, METHODS.get("lora"), run.budget, {}, hp, n_steps)
+        params = [p for p in pm.parameters() if p.requires_grad]
+        popt, _ = make_optimizer(params, hp, info["quantized"], self.device)
+        psched = transformers.get_linear_schedule_with_warmup(popt, int(round(hp["warmup_ratio"] * n_steps)),
+                                                               n_steps)
+        pstream = batch_stream(self.data.batches, run.seed)
+        pm.train()
+        for k in range(n_steps):
+            batch = {key: v.to(self.device) for key, v in next(pstream).items()}
+            optimizer_step(pm, batch, params, popt, psched, hook and (lambda st: hook(pm, st)), k,
+                           hp["max_grad_norm"], prob, hp["on_nan"] == "skip_batch")
+        return pm
+
+    def val_loss(self) -> float:
+        """The model's loss on the training rows held out for the method (its ``val_samples``)."""
+        if self.data.val_batches is None:
+            raise RuntimeError(f"methods.{self.run.method}: val_loss needs held-out rows (a val_samples option)")
+        self.model.eval()
+        loss = score(self.model, self.data.val_batches, self.device, problem(self.run.task, self.run.model),
+                     metrics=False)[2]
+        self.model.train()
+        return loss
 
 
 def optimizer_step(model, batch, trainable, optimizer, scheduler, hook, step, max_grad_norm,
@@ -153,8 +206,6 @@ def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir:
               checkpoint_every: int, watch_dir: str | None = None) -> None:
     """The workflow's training job: ``train_run``; under ``--keep-going`` a run that diverged is
     recorded as failed (the same seed would diverge again) instead of failing the study."""
-    from .workflow import keep_going
-
     name = f"{Run(**spec['run']).path} lr {spec['training']['lr']:g}"
     console(f"rankbits: training {name} ...")
     try:
@@ -169,18 +220,6 @@ def train_job(spec: dict, train_path: str, out_dir: str, threads: int, base_dir:
             raise
         print(f"rankbits: run failed, recorded (--keep-going): {exc}")
         write_failure(out_dir, spec, exc)
-
-
-@dataclass
-class Data:
-    """Phase 1 of a run: the training rows as batches (and a method's held-out validation rows)."""
-
-    tokenizer: object
-    batches: Batches
-    val_batches: Batches | None
-    n_train: int
-    n_val: int
-    steps: int
 
 
 @dataclass
@@ -260,10 +299,10 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
 def prepare_data(spec: dict, run: Run, train_path: str) -> Data:
     """The run's training rows as length-grouped batches; a method that needs validation rows
     (``grow``) gets them held out of train with the run's seed."""
-    hp, method = spec["training"], METHODS.get(run.method)
+    hp = spec["training"]
     df = pd.read_parquet(train_path)
     tokenizer = load_tokenizer(run.model, spec["model_options"])
-    n_val = method.validation_samples(spec["method_options"])
+    n_val = int(spec["method_options"].get("val_samples") or 0)  # a method's held-out rows (grow)
     val_batches = None
     if n_val:
         if n_val >= len(df):
@@ -281,48 +320,14 @@ def build_model(spec: dict, run: Run, data: Data, device, base_dir, upstream_dir
     """The base at its bit-width, the method's allocation (or the saved one, on resume), the
     adapter, the optimizer and the schedule; the method's ``setup`` has run."""
     import transformers
-    hp, method, prob = spec["training"], METHODS.get(run.method), problem(run.task, run.model)
+
+    hp, method = spec["training"], METHODS.get(run.method)
     opts = method.prepare(run.budget, spec["method_options"], data.steps, f"methods.{run.method}")
-    skip_nonfinite = hp["on_nan"] == "skip_batch"
-
-    def probe(n_steps: int, hook=None):
-        """Uniform LoRA at the budget, trained ``n_steps`` on this run's data by the same step;
-        ``hook(model, step)`` sees the gradients after each optimizer step."""
-        pm, _ = load_prepared_base(run, spec, device, base_dir)
-        pm = attach_adapter(pm, run.model, run.task, METHODS.get("lora"), run.budget, {}, hp, n_steps)
-        params = [p for p in pm.parameters() if p.requires_grad]
-        popt, _ = make_optimizer(params, hp, base_info["quantized"], device)
-        psched = transformers.get_linear_schedule_with_warmup(popt, int(round(hp["warmup_ratio"] * n_steps)),
-                                                               n_steps)
-        pstream = batch_stream(data.batches, run.seed)
-        pm.train()
-        for k in range(n_steps):
-            batch = {key: v.to(device) for key, v in next(pstream).items()}
-            optimizer_step(pm, batch, params, popt, psched, hook and (lambda st: hook(pm, st)), k,
-                           hp["max_grad_norm"], prob, skip_nonfinite)
-        return pm
-
-    def val_loss() -> float:
-        model.eval()
-        loss = score(model, data.val_batches, device, prob, metrics=False)[2]
-        model.train()
-        return loss
-
-    def init_batches(n: int):
-        """The first ``n`` batches of the run's training stream, on the device."""
-        stream = batch_stream(data.batches, run.seed)
-        return [{key: v.to(device) for key, v in next(stream).items()} for _ in range(n)]
-
-    def peak_batch():
-        return {k: v.to(device) for k, v in memory.peak_batch(data.batches, hp["batch_size"]).items()}
-
     model, base_info = load_prepared_base(run, spec, device, base_dir)
     family = MODELS.get(run.model).family
     ctx = Context(run=run, opts=opts, hp=hp, dims=family.target_dims(model), family=family,
                   total_steps=data.steps, upstream_dir=upstream_dir, model_options=spec["model_options"],
-                  probe=probe, init_batches=init_batches, peak_batch=peak_batch,
-                  load_base=lambda: load_prepared_base(run, spec, device, base_dir)[0],
-                  val_loss=val_loss if data.val_batches is not None else None)
+                  spec=spec, data=data, device=device, base_dir=base_dir)
     if resume:  # the allocation (a probe, say) was made by the attempt that saved it; a copy of
         # its record, since setup() and the replay of a method's state write to ctx.record
         allocation, ctx.record = resume["allocation"], copy.deepcopy(resume["record"])
@@ -472,8 +477,7 @@ def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selecti
                                       pg.activations)
     selection = score_selection(model, selection_path, prob, hp, data.tokenizer, spec["task_options"], device)
     dims = module_dims(model)
-    eff = sum(r * method.params_per_rank(*dims[m]) + method.params_per_module(*dims[m])
-              for m, r in pg.ranks.items() if r > 0)
+    eff = sum(method.adapter_params(*dims[m], r) for m, r in pg.ranks.items() if r > 0)
     return {
         "run": run.as_dict(),
         "run_path": run.path,

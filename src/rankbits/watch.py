@@ -7,6 +7,7 @@ the end, as TensorBoard event files under ``logs/<study>/tensorboard/<run>/lr<ra
 Off by default (``logging: none``); it changes no result and is not part of any run's settings.
 """
 from __future__ import annotations
+from .memory import PARTS
 
 SCALARS = ("task_loss", "loss", "lr", "grad_norm", "total_rank")
 PACKAGE = "tensorboard==2.21.0"
@@ -42,7 +43,6 @@ class Watch:
     def close(self, step: int, training_memory: dict | None = None) -> None:
         if self.writer is None:
             return
-        from .memory import PARTS
 
         for part in (*PARTS, "total_bytes"):
             if part in (training_memory or {}):

@@ -19,6 +19,9 @@ from ..models import ATTENTION as ATTN
 from ..models import FFN, HEAD_MODULES, MODELS, is_conv1d, linear_dims
 from . import BITS, BitsSpec
 from .bnb import four_bit
+from ..modeling import backbone_class, load_base_backbone
+from ..quant import diagnostics
+from ..io import read_json
 INT8_FILE = "int8_layers.safetensors"
 
 
@@ -37,7 +40,7 @@ def eight_bit_set(preset: str, k: int | None, linears: dict[str, tuple[int, str]
     raise ValueError(f"unknown preset {preset!r}")
 
 
-def _weight(layer: torch.nn.Module) -> tuple[int, int, torch.Tensor]:
+def linear_weight(layer: torch.nn.Module) -> tuple[int, int, torch.Tensor]:
     """(in, out, out x in fp32 weight on the CPU) of a Linear or a GPT-2 Conv1D (stored in x out)."""
     n_in, n_out = linear_dims(layer)
     w = layer.weight.data.float().cpu()
@@ -48,7 +51,7 @@ def to_int8(linear: torch.nn.Module, device) -> torch.nn.Module:
     """LLM.int8 copy of a full-precision Linear or Conv1D (quantized as it is moved to ``device``)."""
     import bitsandbytes as bnb
 
-    n_in, n_out, w = _weight(linear)
+    n_in, n_out, w = linear_weight(linear)
     new = bnb.nn.Linear8bitLt(n_in, n_out, bias=linear.bias is not None,
                               has_fp16_weights=False, threshold=6.0)
     new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
@@ -63,7 +66,7 @@ def to_nf4(linear: torch.nn.Module, device) -> torch.nn.Module:
     import bitsandbytes as bnb
 
     compute = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    n_in, n_out, w = _weight(linear)
+    n_in, n_out, w = linear_weight(linear)
     new = bnb.nn.Linear4bit(n_in, n_out, bias=linear.bias is not None,
                             compute_dtype=compute, compress_statistics=True, quant_type="nf4")
     new.weight = bnb.nn.Params4bit(w, requires_grad=False,
@@ -120,9 +123,6 @@ def make(arg: str) -> BitsSpec:
         return kwargs, {**info, "weight_dtype": f"mixed int8/nf4 ({arg})"}
 
     def build(model: str, options: dict, device, calibration: dict | None):
-        from ..modeling import backbone_class, load_base_backbone
-        from ..quant import diagnostics
-
         family = MODELS.get(model).family
         ref, _ = load_base_backbone(model, "32", options, device)
         linears = {n: family.locate(n) for n in family.target_dims(ref)}
@@ -149,8 +149,6 @@ def make(arg: str) -> BitsSpec:
 
     def finish_load(model: torch.nn.Module, base_dir: str) -> torch.nn.Module:
         from safetensors.torch import load_file
-
-        from ..io import read_json
 
         bit_map = read_json(f"{base_dir}/footprint.json")["bit_map"]
         tensors = load_file(f"{base_dir}/{INT8_FILE}")

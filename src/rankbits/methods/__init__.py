@@ -11,6 +11,7 @@ from typing import Any
 
 from ..registry import Registry
 from ..errors import ConfigError, coerce
+from ..models import linear_dims
 
 
 class Method:
@@ -35,7 +36,6 @@ class Method:
     paged_optimizer: bool = True
 
     def options(self, user: dict, where: str) -> dict:
-
         given = {k: v for k, v in (user or {}).items() if k != "training"}
         unknown = sorted(set(given) - set(self.defaults))
         if unknown:
@@ -47,7 +47,6 @@ class Method:
         """``value`` read as its schema's type (``--config`` hands strings over), or a
         ConfigError naming ``<where>.<key>`` and what is wrong."""
         import jsonschema
-
 
         schema = self.schema.get(key)
         if schema is None:
@@ -71,17 +70,13 @@ class Method:
 
     def allocate(self, ctx) -> dict[str, int] | None:
         """Rank per target module (0: not adapted), decided before training; ``ctx`` is the
-        training's ``AllocationContext``. None: the method's PEFT config decides."""
+        run's ``train.Context`` (its facts and services). None: the method's PEFT config decides."""
         return None
 
     def adapt_base(self, model, record: dict, device):
         """The base model as this method trains it, given the allocation ``record`` (train_info's
         ``allocation``); called in training after ``allocate`` and again in evaluation."""
         return model
-
-    def validation_samples(self, opts: dict) -> int:
-        """Training rows held out for ``ctx.val_loss()`` (0: none)."""
-        return 0
 
     def peft_config(self, *, budget: int, opts: dict, hp: dict, target_modules: list[str],
                     total_steps: int, task_type: str, allocation: dict[str, int] | None):
@@ -101,7 +96,8 @@ class Method:
         ``n`` training batches, on the model's device."""
 
     def setup(self, ctx) -> None:
-        """Called once the optimizer exists, before the first step (``ctx``: ``TrainContext``)."""
+        """Called once the optimizer exists, before the first step (``ctx``: ``train.Context``,
+        with its model, optimizer and trainable parameters set)."""
 
     def on_optimizer_step(self, ctx, step: int) -> None:
         """Called after ``optimizer.step()`` and before ``zero_grad()``; ``step`` counts from 0."""
@@ -122,14 +118,10 @@ class Method:
         """Current rank of every adapted module, by module name in the base model."""
         return adapter_ranks(model)
 
-    def params_per_rank(self, in_features: int, out_features: int) -> int:
-        """Trainable adapter parameters one unit of rank costs on a module of this shape."""
-        return in_features + out_features
-
-    def params_per_module(self, in_features: int, out_features: int) -> int:
-        """Trainable adapter parameters an adapted module costs whatever its rank (DoRA's
-        magnitude vector); counted against the budget like the rank's."""
-        return 0
+    def adapter_params(self, in_features: int, out_features: int, rank: int) -> int:
+        """Trainable adapter parameters a module of this shape costs at ``rank`` > 0: LoRA's A
+        and B; AdaLoRA adds a singular value per rank, DoRA a magnitude vector per module."""
+        return rank * (in_features + out_features)
 
     def scaling_rank(self, budget: int, opts: dict) -> int:
         """The rank PEFT divides ``lora_alpha`` by (scaling = alpha / rank)."""
@@ -177,8 +169,6 @@ def strip_prefix(name: str) -> str:
 
 
 def module_dims(model) -> dict[str, tuple[int, int]]:
-    from ..models import linear_dims
-
     return {name: linear_dims(mod.get_base_layer()) for name, mod in adapted_modules(model)}
 
 

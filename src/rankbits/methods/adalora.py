@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from . import Method, as_steps, register
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteLoss
+from .adalora_fast import install
 
 
 def budget_schedule(step: int, init_bgt: int, target_bgt: int, tinit: int, tfinal: int,
@@ -45,7 +46,6 @@ class AdaLoRA(Method):
     }
 
     def prepare(self, budget, opts, total_steps, where):
-
         o = dict(opts)
         o["init_r"] = o["init_r"] or math.ceil(1.5 * budget)
         if o["init_r"] <= budget:  # nothing to prune: PEFT's masking would ask for kthvalue(k=0)
@@ -73,8 +73,6 @@ class AdaLoRA(Method):
         )
 
     def on_attach(self, model):
-        from .adalora_fast import install
-
         # PEFT's cast_adapter_dtype (16-bit base; 4-bit on CUDA) re-creates ``ranknum`` as a
         # trainable parameter: a scale that would train but is never saved
         for name, p in model.named_parameters():
@@ -99,7 +97,6 @@ class AdaLoRA(Method):
         if not (due or step == final):
             return
         if not alloc.exp_avg_ipt:  # every step so far was skipped: nothing to rank by
-            from ..train import NonFiniteLoss
             raise NonFiniteLoss(f"{ctx.run.path}: AdaLoRA reached its allocation at step {step} "
                                 f"with every batch before it skipped (non-finite)", step)
         cfg.rank_pattern = alloc.mask_to_budget(tuner.model, budget)
@@ -133,8 +130,8 @@ class AdaLoRA(Method):
                 ranks[name] = int(sum(bool(m) for m in mask))
         return ranks
 
-    def params_per_rank(self, in_features, out_features):
-        return in_features + out_features + 1  # a column of P, a row of Q, one singular value
+    def adapter_params(self, in_features, out_features, rank):
+        return rank * (in_features + out_features + 1)  # a column of P, a row of Q, one singular value
 
     def scaling_rank(self, budget, opts):
         return opts["init_r"]  # SVDLinear scales by lora_alpha / ranknum, ranknum = init_r

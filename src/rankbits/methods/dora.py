@@ -15,8 +15,8 @@ class DoRA(LoRA):
     def lora_options(self, opts):
         return {"use_dora": True}
 
-    def params_per_module(self, in_features, out_features):
-        return out_features  # the magnitude vector
+    def adapter_params(self, in_features, out_features, rank):
+        return super().adapter_params(in_features, out_features, rank) + out_features  # the magnitude vector
 
 
 register(DoRA())

@@ -12,6 +12,7 @@ import torch
 from . import adapted_modules, register
 from .lora import LoRA
 from ..errors import ConfigError
+from ..growth import SliceControl, grow_layer
 
 
 class Grow(LoRA):
@@ -26,7 +27,7 @@ class Grow(LoRA):
         "eval_every": 50,  # optimizer steps between validation losses
         "patience": 2,  # evaluations without improvement before growing
         "epsilon": 0.001,  # improvement (absolute, in loss) that counts
-        "val_samples": 256,  # training rows held out for the validation loss
+        "val_samples": 256,  # training rows held out for ctx.val_loss() (train.prepare_data reads it)
         "freeze_and_thaw": 0,  # steps after a growth during which only the new slices train
         "new_rank_lr_mult": 1.0,  # learning-rate multiplier of the slices added by growth
     }
@@ -44,7 +45,6 @@ class Grow(LoRA):
     }
 
     def prepare(self, budget, opts, total_steps, where):
-
         o = dict(opts)
         o["r_start"] = o["r_start"] or max(1, budget // 4)
         o["delta_r"] = o["delta_r"] or max(1, budget // 4)
@@ -56,9 +56,6 @@ class Grow(LoRA):
                 raise ConfigError(f"{where}.{key}: must be at least 1, got {o[key]}")
         return o
 
-    def validation_samples(self, opts):
-        return int(opts["val_samples"])
-
     def scaling_rank(self, budget, opts):
         return opts["r_start"]
 
@@ -67,8 +64,6 @@ class Grow(LoRA):
                                    total_steps=total_steps, task_type=task_type, allocation=None)
 
     def setup(self, ctx):
-        from ..growth import SliceControl
-
         assert isinstance(ctx.optimizer, torch.optim.AdamW), "paged_optimizer = False gives torch's AdamW"
         ctx.state.update(best=float("inf"), bad=0, rank=ctx.opts["r_start"],
                          control=SliceControl(ctx.optimizer, float(ctx.opts["new_rank_lr_mult"])),
@@ -112,8 +107,6 @@ class Grow(LoRA):
 def grow_all(ctx, delta: int, step: int) -> None:
     """Grow every adapted module by ``delta``; update the optimizer, the trainable list, the
     adapter's config (so it saves and reloads at the new rank) and the event log."""
-    from ..growth import grow_layer
-
     st = ctx.state
     swapped = {}
     old = new = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import register
 from .probe import Probe
 from ..errors import ConfigError
+from ..bits.mixed import quantize_modules
 
 
 class Joint(Probe):
@@ -21,7 +22,6 @@ class Joint(Probe):
     schema = {**Probe.schema, "four_bit_share": {"type": "number", "minimum": 0, "maximum": 1}}
 
     def prepare(self, budget, opts, total_steps, where):
-
         o = super().prepare(budget, opts, total_steps, where)
         if not 0 <= o["four_bit_share"] <= 1:
             raise ConfigError(f"{where}.four_bit_share: {o['four_bit_share']} is not within [0, 1]")
@@ -35,8 +35,6 @@ class Joint(Probe):
         return ranks
 
     def adapt_base(self, model, record: dict, device):
-        from ..bits.mixed import quantize_modules
-
         return quantize_modules(model, record["bit_map"], device)
 
 

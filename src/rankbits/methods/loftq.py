@@ -22,6 +22,7 @@ import time
 from ..bits import BITS
 from . import register
 from .lora import LoRA
+from ..models import MODELS
 
 
 class LoftQ(LoRA):
@@ -40,9 +41,9 @@ class LoftQ(LoRA):
         import torch
         from bitsandbytes.functional import dequantize_4bit
         from peft.tuners.lora.bnb import Linear4bit
+        # PEFT's own reader of the original weights by the adapted model's module names (what its
+        # replace_lora_weights_loftq uses); private in PEFT 0.21, pinned, so kept rather than redone
         from peft.utils.loftq_utils import _SafetensorLoader
-
-        from ..models import MODELS
 
         # the original weights, not the prepared (quantized) base's
         source = MODELS.get(ctx.run.model).source(ctx.model_options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from . import Method, register
+from ..allocation import allocate
 
 
 class LoRA(Method):
@@ -46,8 +47,6 @@ class AllocatedLoRA(LoRA):
         raise NotImplementedError
 
     def allocate(self, ctx):
-        from ..allocation import allocate
-
         return allocate(self.weights(ctx), ctx.dims, ctx.run.budget)
 
 

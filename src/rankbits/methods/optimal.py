@@ -53,6 +53,13 @@ from . import METHODS, register
 from .joint import Joint
 from .probe import Probe
 from ..errors import ConfigError
+from ..bits import BITS, bits_label
+from ..io import read_json
+from ..bits.mixed import linear_weight, quantize_modules, to_int8, to_nf4
+from ..quant import dequantized_weight, real_tokens
+from ..modeling import attach_adapter, model_source
+from ..models import MODELS, linear_dims
+from ..problems import problem
 
 MIB = 2 ** 20
 ROUNDS = 4  # solve-measure rounds before giving up on meeting the budget
@@ -79,7 +86,6 @@ class Optimal(Probe):
     def label(self) -> str:
         if self.upstream is None:
             return f"optimal at {self.budget_mib:g} MiB"
-        from ..bits import bits_label
 
         method, bits = self.upstream
         return f"optimal at {METHODS.get(method).label or method} {bits_label(bits)} memory"
@@ -88,7 +94,6 @@ class Optimal(Probe):
     def budget_bytes(self, ctx) -> tuple[float, str]:
         if self.budget_mib is not None:
             return self.budget_mib * MIB, f"{self.budget_mib:g} MiB (fixed)"
-        from ..io import read_json
 
         if ctx.upstream_dir is None:
             raise ValueError(f"{ctx.run.path}: {self.name} needs the matching run's directory (upstream_dir)")
@@ -183,9 +188,6 @@ def fit(problem: Problem, budget: float, measure, rounds: int = ROUNDS):
 def layer_statistics(base, dims: dict, batches: list[dict], precisions: list[int]) -> dict:
     """Per target module: the explained-variance curve of its inputs (uncentred, over the
     batches' real tokens) and its relative output error at each precision."""
-    from ..bits.mixed import _weight, to_int8, to_nf4
-    from ..quant import dequantized_weight, real_tokens
-
     mods = dict(base.named_modules())  # ``dims`` names modules of this model
     gram, sums, count = {}, {}, {}
 
@@ -213,7 +215,7 @@ def layer_statistics(base, dims: dict, batches: list[dict], precisions: list[int
         g = gram[n]
         eig = torch.linalg.eigvalsh(g).flip(0).clamp(min=0)
         ev = (eig.cumsum(0) / eig.sum()).tolist()
-        _, _, w = _weight(layer)
+        _, _, w = linear_weight(layer)
         w = w.double()
         b = layer.bias.detach().double().cpu() if layer.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
         g = g.cpu()
@@ -301,8 +303,6 @@ class Model:
         base quantized per ``bit_map``, the adapter attached, one measured forward. AdamW's state
         (two moments in the weights' dtype, an fp32 step per tensor) is what it holds after
         training."""
-        from ..bits.mixed import quantize_modules
-        from ..modeling import attach_adapter
 
         ctx = self.ctx
         model = copy.deepcopy(self.base)
@@ -325,15 +325,12 @@ def weights_floor(model_name: str, task: str, model_options: str) -> int | None:
     """Bytes of the model's base with every target Linear NF4+DQ and the rest at full precision,
     from its config alone (a meta-device model: nothing is loaded); None if it cannot be built.
     ``model_options``: the model's options as sorted JSON (a cache key)."""
-    from ..models import MODELS, linear_dims
-    from ..modeling import _source
-    from ..problems import problem
 
     try:
         from transformers import AutoConfig
 
         prob = problem(task, model_name)
-        cfg = AutoConfig.from_pretrained(_source(model_name, json.loads(model_options)))
+        cfg = AutoConfig.from_pretrained(model_source(model_name, json.loads(model_options)))
         if prob.auto_class == "AutoModelForSequenceClassification":
             cfg.num_labels = prob.task.num_labels
         with torch.device("meta"):
@@ -363,7 +360,6 @@ def make(arg: str) -> Optimal:
     method, sep, bits = arg.partition("@")
     if not sep or not method or not bits:
         raise ValueError("name a run to match as <method>@<bits> (e.g. lora@4) or a budget as <N>mib")
-    from ..bits import BITS
 
     for registry, value in ((METHODS, method), (BITS, bits)):
         try:

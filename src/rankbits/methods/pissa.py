@@ -25,6 +25,10 @@ import torch
 from ..bits import BITS
 from . import adapted_modules, register
 from .lora import LoRA
+from ..bits.mixed import linear_weight, set_module, to_int8, to_nf4
+from ..footprint import quantized_params
+from ..modeling import load_base
+from ..models import is_conv1d
 
 
 class PiSSA(LoRA):
@@ -60,8 +64,6 @@ class PiSSA(LoRA):
 
     def adapt_base(self, model, record, device):
         """The residual base the adapter was trained on, rebuilt from the original weights."""
-        from ..bits.mixed import set_module
-
         info = record.get("pissa")
         if not info:
             raise ValueError("a pissa run's train_info.allocation has no 'pissa' record: it cannot "
@@ -80,26 +82,20 @@ class PiSSA(LoRA):
 
 
 def is_quantized(layer) -> bool:
-    from ..footprint import quantized_params
-
     return quantized_params(layer) is not None
 
 
 def full_precision(model: str, task: str, options: dict, device):
     """Name -> module of the model at full precision (the original weights of a quantized base)."""
-    from ..modeling import load_base
-
     m, _ = load_base(model, "32", task, options, torch.device(device))
     return dict(m.named_modules())
 
 
 def original_weight(base, originals: dict | None, name: str) -> torch.Tensor:
     """The layer's full-precision weight as out x in float64."""
-    from ..bits.mixed import _weight
-
     if not is_quantized(base):
-        return _weight(base)[2].double()
-    return _weight(originals[name])[2].double()
+        return linear_weight(base)[2].double()
+    return linear_weight(originals[name])[2].double()
 
 
 def principal_split(w: torch.Tensor, r: int, scaling: float):
@@ -116,9 +112,6 @@ def principal_split(w: torch.Tensor, r: int, scaling: float):
 def with_weight(base, residual: torch.Tensor):
     """``base`` holding ``residual`` (out x in): in place at full precision; a new NF4+DQ or int8
     layer of the same kind when ``base`` is quantized."""
-    from ..bits.mixed import to_int8, to_nf4
-    from ..models import is_conv1d
-
     if not is_quantized(base):
         w = residual.t() if is_conv1d(base) else residual
         base.weight.data = w.to(base.weight.dtype).contiguous()

@@ -28,7 +28,6 @@ class Probe(AllocatedLoRA):
               "score": {"enum": ["sensitivity", "delta_norm"]}}
 
     def prepare(self, budget, opts, total_steps, where):
-
         o = dict(opts)
         if o["score"] not in ("sensitivity", "delta_norm"):
             raise ConfigError(f"{where}.score: {o['score']!r} is not one of sensitivity, delta_norm")

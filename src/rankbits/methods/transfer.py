@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import register
 from .lora import AllocatedLoRA
+from ..io import read_json
 
 
 class AdaLoRATransfer(AllocatedLoRA):
@@ -16,8 +17,6 @@ class AdaLoRATransfer(AllocatedLoRA):
     upstream = "adalora"
 
     def weights(self, ctx):
-        from ..io import read_json
-
         if ctx.upstream_dir is None:
             raise ValueError(f"{ctx.run.path}: adalora-transfer needs the matching adalora run's "
                              f"directory (upstream_dir)")

@@ -114,11 +114,5 @@ MODELS: Registry[ModelSpec] = Registry("model", __name__)
 def register(spec: ModelSpec) -> ModelSpec:
     return MODELS.register(spec.name, spec)
 
-
-def _declared(name: str) -> ModelSpec | None:
-    from .configured import lookup  # the configured models' module imports this one
-
-    return lookup(name)
-
-
-MODELS.fallback = _declared
+# models a study declares (models.<name> in its config) are looked up by ``configured``, which the
+# registry imports with every module here and which sets itself as MODELS.fallback

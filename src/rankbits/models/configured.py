@@ -26,7 +26,8 @@ import struct
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import ATTENTION, KINDS, Family, ModelSpec
+from . import ATTENTION, KINDS, MODELS, Family, ModelSpec
+from .gguf import dequantized_folder
 
 ENV = "RANKBITS_MODELS"
 SOURCES = ("path", "gguf", "hub")
@@ -285,8 +286,6 @@ def _spec(name: str, opts_json: str) -> tuple[ModelSpec, str]:
     family, how = family_for(name, opts)
     if kind == "gguf":
         def default_path() -> str:
-            from .gguf import dequantized_folder
-
             return str(dequantized_folder(Path(value)))
         return ModelSpec(name, family, "", default_path), how
     if kind == "path":
@@ -306,6 +305,9 @@ def lookup(name: str) -> ModelSpec | None:
     """``MODELS``' fallback: a model this study declared (``declare``), else None."""
     opts = declared().get(name)
     return None if opts is None else spec_for(name, opts)
+
+
+MODELS.fallback = lookup
 
 
 def declare(models: dict, registered: set[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import Family, ModelSpec, register
+from .gguf import dequantized_folder, packaged_file
 
 LLAMA = Family(
     name="llama",
@@ -24,8 +25,6 @@ def _smollm2_path() -> str | None:
     base model, and not the fp16 original: the weights carry Q4_1's error (~8% relative). Without
     the package, the Hub's fp16 original (the hub id) is used instead; metrics.json's base source
     says which ran."""
-    from .gguf import dequantized_folder, packaged_file
-
     gguf = packaged_file(*SMOLLM2_GGUF)
     return str(dequantized_folder(gguf)) if gguf else None
 

@@ -133,11 +133,5 @@ def text_frame(rows: list[dict]) -> pd.DataFrame:
     df.insert(2, "text_pair", None)
     return df.astype({"idx": "int64"})
 
-
-def _declared(name: str) -> Task | None:
-    from .configured import lookup  # the configured tasks' module imports this one
-
-    return lookup(name)
-
-
-TASKS.fallback = _declared
+# tasks a study declares (tasks.<name> in its config) are looked up by ``configured``, which the
+# registry imports with every module here and which sets itself as TASKS.fallback

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .. import metrics
 from ..errors import ConfigError
-from . import DataError, Task, text_frame
+from . import TASKS, DataError, Task, read_text, text_frame
 
 ENV = "RANKBITS_TASKS"
 PROBLEMS = {"classification": "classification", "instruction": "seq2seq", "causal_lm": "causal_lm"}
@@ -77,8 +77,6 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def json_records(path: Path) -> list[tuple[int, dict]]:
     """(line, record) of a JSON Lines file (a .json file holding one array is read too)."""
-    from . import read_text
-
     text = read_text(path)
     if text.lstrip().startswith("["):
         try:
@@ -168,8 +166,6 @@ def chat_prompt(tokenizer, text: str) -> str:
 
 def read_file(name: str, opts: dict, path: Path, labels: list | None) -> pd.DataFrame:
     if opts["problem"] == "causal_lm":
-        from . import read_text
-
         if path.suffix.lower() in (".txt", ".raw", ".tokens", ""):
             lines = [ln.strip() for ln in read_text(path).splitlines() if ln.strip()]
             return frame_of(name, opts, pd.DataFrame({"text": lines}), path, labels)
@@ -232,6 +228,9 @@ def lookup(name: str) -> Task | None:
     """``TASKS``' fallback: a task this study declared (``declare``), else None."""
     entry = json.loads(os.environ.get(ENV) or "{}").get(name)
     return None if entry is None else _task(name, json.dumps(entry, sort_keys=True))
+
+
+TASKS.fallback = lookup
 
 
 def declare(tasks: dict, registered: set[str], data_root: str | None) -> None:
