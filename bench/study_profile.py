@@ -58,15 +58,30 @@ def by_rule(log_root: Path) -> dict[str, dict]:
     return dict(rules)
 
 
-def training_loops(results: Path) -> tuple[float, int]:
-    """CPU seconds in training loops over every trained grid point, and how many points."""
-    total, n = 0.0, 0
+def training_loops(results: Path) -> tuple[float, int, dict[str, float]]:
+    """CPU seconds in training loops over every trained grid point, how many points, and the CPU
+    of each phase of their jobs summed (``timing.phase_cpu_seconds``, with the selection-split
+    scoring apart; points trained before rankbits recorded phases add nothing there)."""
+    total, n, phases = 0.0, 0, defaultdict(float)
     for info in results.rglob("adapters/**/train_info.json"):
         t = json.loads(info.read_text()).get("timing") or {}
         if t.get("train_cpu_seconds") is not None:
             total += float(t["train_cpu_seconds"])
             n += 1
-    return total, n
+        for phase, s in (t.get("phase_cpu_seconds") or {}).items():
+            phases[phase] += s
+        if t.get("phase_cpu_seconds") and t.get("selection_cpu_seconds") is not None:
+            phases["record"] -= t["selection_cpu_seconds"]
+            phases["selection scoring"] += t["selection_cpu_seconds"]
+    return total, n, dict(phases)
+
+
+def test_scoring(results: Path) -> float:
+    """CPU seconds the evaluations spent (``eval_info.eval_cpu_seconds``: load and score the test split)."""
+    total = 0.0
+    for path in results.rglob("runs/**/metrics.json"):
+        total += (json.loads(path.read_text()).get("eval_info") or {}).get("eval_cpu_seconds") or 0.0
+    return total
 
 
 def profile(results: Path, logs: Path, cache_logs: Path | None) -> dict:
@@ -75,10 +90,11 @@ def profile(results: Path, logs: Path, cache_logs: Path | None) -> dict:
         rules.update({f"cache/{k}": v for k, v in by_rule(cache_logs).items()})
     smk_file = logs / "snakemake_cpu.json"
     smk = json.loads(smk_file.read_text()) if smk_file.exists() else None
-    loops, points = training_loops(results)
+    loops, points, phases = training_loops(results)
     jobs = sum(r["cpu"] for r in rules.values())
     total = jobs + (smk["self"] if smk else 0.0)
     return {"rules": rules, "snakemake": smk, "loops": loops, "points": points, "jobs": jobs, "total": total,
+            "phases": phases, "test_scoring": test_scoring(results),
             "training_share": loops / total if total else None}
 
 
@@ -107,8 +123,16 @@ def main(argv=None) -> int:
         outside = p["rules"]["train"]["cpu"] - p["loops"]
         print(f"training jobs outside their loops: {outside:.1f} CPU s ({outside / max(1, p['points']):.1f} s a job: "
               f"base load, model build, the activation count, selection-split scoring, saving)")
+    if p["phases"]:
+        print("inside the training jobs, by phase (CPU s over all grid points): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in p["phases"].items()))
     if p["training_share"] is not None:
         print(f"training share: {p['training_share']:.3f} (loops' CPU / all CPU above)")
+    scoring = p["phases"].get("selection scoring", 0.0) + p["test_scoring"]
+    if p["phases"] and p["test_scoring"]:
+        print(f"scoring held-out rows: {scoring:.1f} CPU s (selection split {p['phases']['selection scoring']:.1f}, "
+              f"test split {p['test_scoring']:.1f}); were everything else free, the share would be "
+              f"{p['loops'] / (p['loops'] + scoring):.3f}")
     return 0
 
 

@@ -13,7 +13,7 @@ from conftest import needs_shared_data, small_spec, valid_records
 from test_workflow import snakemake, tiny_config
 
 # what legitimately differs between two runs of the same seed: clocks and memory high-water marks
-VOLATILE = {"created_at", "load_seconds", "train_seconds", "samples_per_second", "eval_seconds", "eval_cpu_seconds",
+VOLATILE = {"created_at", "load_seconds", "train_seconds", "samples_per_second", "eval_seconds", "eval_cpu_seconds", "selection_cpu_seconds", "phase_cpu_seconds",
             "peak_rss_bytes", "eval_peak_rss_bytes", "total_train_seconds", "probe_seconds",
             "train_cpu_seconds", "total_train_cpu_seconds", "step_seconds_median",
             "peak_rss_of"}  # a job-server fork locally, its own process under SLURM

@@ -23,11 +23,20 @@ def test_the_training_share_is_the_loops_cpu_over_all_cpu(tmp_path, capsys):
     for run, cpu in (("a/lr0.001", 15.0), ("b/lr0.002", 15.0)):
         d = results / "adapters" / run
         d.mkdir(parents=True)
-        (d / "train_info.json").write_text(json.dumps({"timing": {"train_cpu_seconds": cpu}}))
+        (d / "train_info.json").write_text(json.dumps({"timing": {
+            "train_cpu_seconds": cpu, "selection_cpu_seconds": 2.0,
+            "phase_cpu_seconds": {"data": 0.5, "build": 1.0, "loop": cpu, "record": 2.5, "save": 0.2}}}))
+    run = results / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"eval_info": {"eval_cpu_seconds": 6.0}}))
     p = profile(results, logs, None)
+    assert p["phases"] == {"data": 1.0, "build": 2.0, "loop": 30.0, "record": 1.0, "save": 0.4,
+                           "selection scoring": 4.0}
+    assert p["test_scoring"] == 6.0
     assert p["rules"]["train"] == {"jobs": 2, "cpu": 41.0, "fork": 38.0, "unmeasured": 0}
     assert p["rules"]["aggregate"]["unmeasured"] == 1
     assert p["total"] == 41.0 + 4.0 + 5.0 and p["training_share"] == 30.0 / 50.0
     main([str(results), "--logs", str(logs), "--cache-logs", ""])
     out = capsys.readouterr().out
     assert "training share: 0.600" in out and "(1 log(s) without a CPU line)" in out
+    assert "selection scoring 4.0" in out and "were everything else free, the share would be 0.750" in out

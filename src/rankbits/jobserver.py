@@ -48,8 +48,12 @@ from .workflow import CONSOLE_FD, logged_to, record_cpu
 
 OWNER = "RANKBITS_JOBSERVER_OWNER"  # pid of the snakemake process the server serves
 FORK = "RANKBITS_JOBSERVER_FORK"  # set in each fork (runtime.peak_memory says what its RSS counts)
+# what the server imports before it forks: the libraries, rankbits' job modules and what every job
+# imported for itself before (scikit-learn's metrics and scipy.stats for scores, pyarrow for
+# parquet, the plots for rank maps): bench/fork_preload.py measures what a fork saves
 PRELOAD = ("torch", "pandas", "transformers", "transformers.modeling_utils", "peft", "bitsandbytes",
-           "rankbits.train", "rankbits.evaluate", "rankbits.prepare")
+           "sklearn.metrics", "scipy.stats", "pyarrow.parquet", "peft.tuners.lora", "peft.tuners.adalora",
+           "rankbits.train", "rankbits.evaluate", "rankbits.prepare", "rankbits.plots")
 # (SIGUSR1 does not exist on Windows, where the Snakefile still imports this module)
 FORWARDED = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
 START_TIMEOUT = 300.0  # seconds a job waits for a starting server's imports
@@ -350,12 +354,25 @@ def reap(children: dict[int, socket.socket]) -> None:
             conn.close()
 
 
-def serve(name: str, idle_seconds: float = 3600.0) -> None:
-    """Import the heavy modules once, then fork a child per job until the owner is gone."""
-    owner = int(os.environ[OWNER])
+def preload() -> None:
+    """``PRELOAD``, and every registry's modules (methods, models, tasks, bits: each job looked
+    its names up, importing them, in its own fork). No torch operation runs (no thread pool to fork)."""
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    from .bits import BITS  # here, not at the top: a job's thin script imports this module alone
+    from .methods import METHODS
+    from .models import MODELS
+    from .tasks import TASKS
+
+    for registry in (BITS, METHODS, MODELS, TASKS):
+        registry.names()
+
+
+def serve(name: str, idle_seconds: float = 3600.0) -> None:
+    """Import the heavy modules once, then fork a child per job until the owner is gone."""
+    owner = int(os.environ[OWNER])
+    preload()
     # forks are reaped here (``reap``), so a client whose job died without a result learns how
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     children: dict[int, socket.socket] = {}  # fork pid -> the server's end of its connection

@@ -254,6 +254,21 @@ class Progress:
     activations: dict = field(default_factory=dict)  # rankbits.memory.activation_bytes
 
 
+class Phases:
+    """Process CPU seconds between laps: ``lap(name, value)`` books the time since the last lap
+    under ``name`` and hands ``value`` back."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.process_time()
+
+    def lap(self, name: str, value=None):
+        now = time.process_time()
+        self.seconds[name] = now - self._last
+        self._last = now
+        return value
+
+
 @advises_on_oom("training")
 def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
               base_dir: str | None = None, upstream_dir: str | None = None,
@@ -274,19 +289,22 @@ def train_run(spec: dict, train_path: str, out_dir: str, threads: int = 1,
     transformers.set_seed(run.seed)
     device = pick_device(spec["device"])
     t0 = time.perf_counter()
+    cpu = Phases()  # process CPU seconds of each phase (bench/study_profile.py sums them)
     ckpt = Checkpointer(checkpoint_dir, config_hash(spec), checkpoint_every)
     resume = ckpt.load(device)
 
-    data = prepare_data(spec, run, train_path)
-    built = build_model(spec, run, data, device, base_dir, upstream_dir, resume, t0)
+    data = cpu.lap("data", prepare_data(spec, run, train_path))
+    built = cpu.lap("build", build_model(spec, run, data, device, base_dir, upstream_dir, resume, t0))
     progress = restore(built, resume) if resume else Progress(*initial_ranks(built, run))
     watch = Watch(watch_dir)  # logging: tensorboard (rankbits.watch)
-    loop(spec, run, data, built, progress, ckpt, device, resume, watch)
-    info = record(spec, run, data, built, progress, selection_path, device)
+    cpu.lap("loop", loop(spec, run, data, built, progress, ckpt, device, resume, watch))
+    info = cpu.lap("record", record(spec, run, data, built, progress, selection_path, device))
     watch.close(data.steps, info["training_memory"])
     with atomic_dir(out_dir) as tmp:
         built.model.save_pretrained(tmp / "adapter")
         info["adapter_bytes"] = dir_bytes(tmp / "adapter")
+        cpu.lap("save", None)
+        info["timing"]["phase_cpu_seconds"] = cpu.seconds  # record's includes the selection scoring
         write_json(tmp / "train_info.json", info)
         write_json(tmp / "rank_pattern.json", dict(sorted(progress.ranks.items())))
         write_csv(tmp / "rank_history.csv", ("step", "module", "rank"), progress.rank_rows)
@@ -475,7 +493,9 @@ def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selecti
     paged = built.base_info["optimizer"] != "AdamW"
     budgeted = memory.training_memory(built.base_memory, ctx.trainable, built.optimizer, paged,
                                       pg.activations)
+    c0 = time.process_time()
     selection = score_selection(model, selection_path, prob, hp, data.tokenizer, spec["task_options"], device)
+    selection_cpu = time.process_time() - c0
     dims = module_dims(model)
     eff = sum(method.adapter_params(*dims[m], r) for m, r in pg.ranks.items() if r > 0)
     return {
@@ -511,7 +531,8 @@ def record(spec: dict, run: Run, data: Data, built: Built, pg: Progress, selecti
                    "train_cpu_seconds": pg.cpu_seconds,
                    "step_seconds_median": statistics.median(pg.step_seconds) if pg.step_seconds else None,
                    "resumed_at_step": pg.start or None,  # from a checkpoint of an earlier attempt
-                   "samples_per_second": pg.seen / pg.train_seconds if pg.train_seconds else None},
+                   "samples_per_second": pg.seen / pg.train_seconds if pg.train_seconds else None,
+                   "selection_cpu_seconds": selection_cpu},  # scoring the selection split
         "device": device_info(device),
         "versions": versions(),
         "rankbits_version": __version__,
