@@ -13,6 +13,7 @@ import yaml
 
 from conftest import REPO, SHARED_DATA, needs_shared_data, valid_records
 from rankbits.config import adapter_dir
+from rankbits.record import PRIMARY, PRIMARY_METRIC
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
@@ -266,9 +267,9 @@ def test_language_modelling_and_summarization_through_the_workflow(tmp_path):
     }
     snakemake(tmp_path, config=cfg)
     summary = pd.read_csv(tmp_path / "results/default/tables/summary.csv").set_index(["task", "method"])
-    assert summary.loc[("wikitext2", "lora"), "primary_metric"] == "perplexity"
-    assert summary.loc[("cnn_dailymail", "adalora"), "primary_metric"] == "rougeL"
-    assert summary["primary_value_mean"].notna().all()
+    assert summary.loc[("wikitext2", "lora"), PRIMARY_METRIC] == "perplexity"
+    assert summary.loc[("cnn_dailymail", "adalora"), PRIMARY_METRIC] == "rougeL"
+    assert summary[f"{PRIMARY}_mean"].notna().all()
     comp = pd.read_csv(tmp_path / "results/default/tables/comparisons.csv")
     assert comp.loc[0, "metric"] == "perplexity" and comp.loc[0, "test"].startswith("evaluation noise only (1 seed)")
     assert valid_records(tmp_path / "results") > 0
