@@ -10,8 +10,9 @@ from scipy.stats import norm
 from .io import atomic_file, read_json
 from .bits import bits_label
 from .methods import METHODS
-from .record import (COLLAPSED, COSTS, EFFECTIVE, EVAL_CPU, HIGHER, METRIC, NOT_TABULATED, OWN_BASE, PRIMARY, PRIMARY_METRIC,
-                     SEARCH_SECONDS, SEARCH_STEPS, STEP_SECONDS, TRAIN_CPU, TRAIN_SECONDS, TRAINABLE, TRAINING_MEMORY)
+from .record import (COLLAPSED, COSTS, EFFECTIVE, EVAL_CPU, HIGHER, METRIC, NOT_TABULATED, OWN_BASE, PRIMARY,
+                     PRIMARY_METRIC, SEARCH_SECONDS, SEARCH_STEPS, STEP_SECONDS, TRAIN_CPU, TRAIN_SECONDS, TRAINABLE,
+                     TRAINING_MEMORY)
 from .stats import (DIFFERS, EQUIVALENT, LEVEL, POWER, detectable, equivalence_interval, format_p, holm,
                     mean_ci, outcome, paired_bootstrap, paired_test, resolve_margin, seeds_for)
 from .tasks import TASKS
