@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
+
 from rankbits import aggregate as agg
 from rankbits.verdict import verdict
 
@@ -47,3 +49,10 @@ def test_two_studies_in_one_offline_page(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "rankbits.cli", "compare", str(tmp_path / "none")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no finished study" in missing.stderr
+    old = tmp_path / "old"  # tabled by an older rankbits: its runs.csv columns were hand-named
+    study(old, [0.78, 0.79, 0.80])
+    runs = pd.read_csv(old / "tables" / "runs.csv")
+    runs.rename(columns={"eval_info.primary_value": "primary_value"}).to_csv(old / "tables" / "runs.csv", index=False)
+    stale = subprocess.run([sys.executable, "-m", "rankbits.cli", "compare", str(old), "--out", str(tmp_path / "x.html")],
+                           capture_output=True, text=True)
+    assert stale.returncode == 2 and "older rankbits" in stale.stderr and "Traceback" not in stale.stderr

@@ -118,7 +118,11 @@ def compare(args) -> int:
     names = [Path(r).resolve().name for r in args.results]
     if len(set(names)) < len(names):  # two studies of one name from different folders
         names = [str(Path(r)) for r in args.results]
-    write(list(zip(args.results, names)), args.out, "rankbits: " + " vs ".join(names))
+    try:
+        write(list(zip(args.results, names)), args.out, "rankbits: " + " vs ".join(names))
+    except ValueError as exc:  # a study tabled by an older rankbits
+        print(f"rankbits compare: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {len(names)} studies; open it in a browser (self-contained, offline)")
     return 0
 

@@ -50,6 +50,9 @@ def records(results: str | Path, study: str | None = None) -> tuple[list[dict], 
     tables = Path(results) / "tables"
     name = study or Path(results).name
     runs = pd.read_csv(tables / "runs.csv")
+    if PRIMARY not in runs:
+        raise ValueError(f"{tables / 'runs.csv'} was written by an older rankbits (its columns are not the "
+                         f"record's paths, docs/record.md): rebuild the study's tables with snakemake")
     verdict = pd.read_csv(tables / "verdict.csv", keep_default_na=False, na_values=[""])
     runs["training_mib"] = runs[TRAINING_MEMORY] / MiB
     runs["step_ms"] = 1000 * runs[STEP_SECONDS]
