@@ -1,6 +1,8 @@
 """Evaluation of a trained run on the task's dev split, and the run's results directory."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from datetime import datetime, timezone
@@ -11,7 +13,7 @@ import torch
 from .config import Run, adapter_dir
 from .health import collapse
 from .io import atomic_dir, copy_into, read_json, write_json
-from .methods import METHODS, adapter_ranks
+from .methods import METHODS, Method, adapter_ranks
 from .modeling import load_base, load_prepared_base, load_tokenizer
 from .batching import Batches
 from .problems import problem, score, score_split
@@ -52,7 +54,41 @@ def data_sources(manifest: str | None) -> dict | None:
     return {split: s.get("source") for split, s in read_json(str(manifest))["splits"].items()}
 
 
-def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, device) -> dict:
+class AdapterOff:
+    """A loss with the run's adapter switched off: its base's alone, which no run changes, so the
+    runs on one base (the same prepared base, split, batch size, threads and device; for a method
+    that rebuilds its base, that method and its record) compute it once. Kept in
+    ``<cache>/adapter_off/<hash>.json`` beside the prepared bases (never inside one: a base
+    folder's time stamp decides reruns); a number written once, atomically, by the same
+    computation that would run again."""
+
+    def __init__(self, model, run: Run, allocation, base_dir: str | None, batch_size: int, device):
+        self.model, self.cache = model, Path(base_dir).parents[3] / "adapter_off" if base_dir else None
+        method = METHODS.get(run.method)
+        own_base = type(method).adapt_base is not Method.adapt_base or type(method).initialize is not Method.initialize
+        self.key = {"base": str(base_dir), "method": run.method if own_base else None,
+                    "allocation": allocation if own_base else None, "batch_size": batch_size,
+                    "threads": torch.get_num_threads(), "device": str(device)}
+
+    def loss(self, split: str, compute) -> float:
+        """``compute()`` (the model's loss on ``split``, a file) with the adapter off, or its kept value."""
+        stat = Path(split).stat()
+        key = {**self.key, "split": str(split), "split_bytes": stat.st_size, "split_mtime_ns": stat.st_mtime_ns}
+        path = None
+        if self.cache is not None:
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+            path = self.cache / f"{digest}.json"
+            if path.exists():
+                return float(read_json(path)["loss"])
+        with self.model.disable_adapter():
+            loss = compute()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, {"loss": loss, **key})
+        return loss
+
+
+def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, device, off: AdapterOff) -> dict:
     """Forgetting, as PEFT's method_comparison reports it: the adapted model's loss on a fixed
     slice of general text (the forgetting task's dev split) minus the full-precision base's
     loss there (``forget_base``: that base's score, ``score_only``): ``forgetting``. On a
@@ -69,8 +105,7 @@ def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, devic
                            base["spec"]["training"]["eval_batch_size"], device)[2]
 
     loss = loss_of(model)
-    with model.disable_adapter():
-        own = loss_of(model)
+    own = off.loss(forget_dev, lambda: loss_of(model))
     return {"forgetting": loss - base["loss"], "forgetting_vs_own_base": loss - own,
             "forgetting_loss": loss, "own_base_loss": own}
 
@@ -128,16 +163,16 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
         pred.insert(1, "label", df["label"].to_numpy()[pred["row"]])
     if "reference" in df:
         pred["reference"] = df["reference"].to_numpy()[pred["row"]]
+    off = AdapterOff(model, run, train_info["allocation"], base_dir, hp["eval_batch_size"], device)
     if forget_dev:
-        values.update(general_text_loss(model, forget_dev, forget_base, tokenizer, device))
+        values.update(general_text_loss(model, forget_dev, forget_base, tokenizer, device, off))
     eval_seconds, eval_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     log = pd.read_csv(f"{train_dir}/train_log.csv") if Path(train_dir, "train_log.csv").exists() else None
     labelled = prob.task.problem_type == "classification"
     own = None
     if not labelled:  # held-out evidence: the test split's loss with the adapter switched off
-        with model.disable_adapter():
-            own = score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True), device, prob,
-                        metrics=False)[2]
+        own = off.loss(dev_path, lambda: score(model, Batches(df, hp["eval_batch_size"], tokenizer.pad_token_id, True),
+                                               device, prob, metrics=False)[2])
     health = collapse([] if log is None else log["task_loss"].tolist(),
                       pred["pred"].to_numpy() if labelled else None,
                       pred["label"].to_numpy() if labelled else None,
