@@ -10,6 +10,7 @@ rule evaluate:
         directory(f"{OUT}/runs/{RUN_PATTERN}"),
     params:
         spec=spec_for,
+        adapter_off=f"{CACHE}/adapter_off",  # losses with the adapter off, once per base (evaluate.AdapterOff)
     threads: 1
     resources:
         mem_mb=4000,

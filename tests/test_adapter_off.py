@@ -31,7 +31,8 @@ def test_the_adapter_off_loss_is_computed_once_per_base_and_split(tmp_path):
     model = Model()
 
     def off(method, seed, allocation=None):
-        return AdapterOff(model, Run("t", "m", method, 8, "4", seed), allocation, str(base), 64, "cpu")
+        return AdapterOff(model, Run("t", "m", method, 8, "4", seed), allocation, str(base), 64, "cpu",
+                          str(tmp_path / "results" / "cache" / "adapter_off"))
 
     assert off("lora", 0).loss(str(split), lambda: next(losses)) == 2.5
     assert off("adalora", 1).loss(str(split), lambda: next(losses)) == 2.5  # the same base: kept
@@ -41,7 +42,7 @@ def test_the_adapter_off_loss_is_computed_once_per_base_and_split(tmp_path):
     assert model.off == 3
     assert (tmp_path / "results" / "cache" / "adapter_off").is_dir()  # beside the bases, not in one
     assert [p.name for p in base.iterdir()] == []
-    # no prepared base folder (a test's in-process evaluation): computed every time
+    # no cache folder (a test's in-process evaluation): computed every time
     assert AdapterOff(model, Run("t", "m", "lora", 8, "4", 0), None, None, 64, "cpu").loss(
         str(split), lambda: next(losses)) == 5.5
     assert model.off == 4

@@ -1,8 +1,6 @@
 """Evaluation of a trained run on the task's dev split, and the run's results directory."""
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from datetime import datetime, timezone
@@ -10,7 +8,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import torch
 
-from .config import Run, adapter_dir
+from .config import Run, adapter_dir, config_hash
 from .health import collapse
 from .io import atomic_dir, copy_into, read_json, write_json
 from .methods import METHODS, Method, adapter_ranks
@@ -58,12 +56,13 @@ class AdapterOff:
     """A loss with the run's adapter switched off: its base's alone, which no run changes, so the
     runs on one base (the same prepared base, split, batch size, threads and device; for a method
     that rebuilds its base, that method and its record) compute it once. Kept in
-    ``<cache>/adapter_off/<hash>.json`` beside the prepared bases (never inside one: a base
-    folder's time stamp decides reruns); a number written once, atomically, by the same
-    computation that would run again."""
+    ``cache/<hash>.json`` (the rule's ``results/cache/adapter_off``, beside the prepared bases,
+    never inside one: a base folder's time stamp decides reruns); a number written once,
+    atomically, by the same computation that would run again. No ``cache``: computed each time."""
 
-    def __init__(self, model, run: Run, allocation, base_dir: str | None, batch_size: int, device):
-        self.model, self.cache = model, Path(base_dir).parents[3] / "adapter_off" if base_dir else None
+    def __init__(self, model, run: Run, allocation, base_dir: str | None, batch_size: int, device,
+                 cache: str | None = None):
+        self.model, self.cache = model, Path(cache) if cache else None
         method = METHODS.get(run.method)
         own_base = type(method).adapt_base is not Method.adapt_base or type(method).initialize is not Method.initialize
         self.key = {"base": str(base_dir), "method": run.method if own_base else None,
@@ -76,8 +75,7 @@ class AdapterOff:
         key = {**self.key, "split": str(split), "split_bytes": stat.st_size, "split_mtime_ns": stat.st_mtime_ns}
         path = None
         if self.cache is not None:
-            digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-            path = self.cache / f"{digest}.json"
+            path = self.cache / f"{config_hash(key)}.json"
             if path.exists():
                 return float(read_json(path)["loss"])
         with self.model.disable_adapter():
@@ -113,12 +111,14 @@ def general_text_loss(model, forget_dev: str, forget_base: str, tokenizer, devic
 @advises_on_oom("evaluating")
 def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir: str, threads: int = 1,
                  base_dir: str | None = None, choice: str | None = None, forget_dev: str | None = None,
-                 forget_base: str | None = None, manifest: str | None = None) -> dict:
+                 forget_base: str | None = None, manifest: str | None = None,
+                 adapter_off: str | None = None) -> dict:
     """Choose among the run's trained grid points (``train_dirs``, one per learning rate) on their
     selection-split scores, score the chosen adapter on dev (the test split) and write the run
     directory (complete or absent). Only the chosen point is ever evaluated on dev. ``choice``:
     the learning-rate search's last round (``select_lr``), the run's own or, for a later seed that
-    reuses its first seed's rate, that seed's; recorded with whether the rate sits at an edge."""
+    reuses its first seed's rate, that seed's; recorded with whether the rate sits at an edge.
+    ``adapter_off``: the folder keeping losses with the adapter switched off (``AdapterOff``)."""
     from peft import PeftModel
 
     run = Run(**spec["run"])
@@ -163,7 +163,7 @@ def evaluate_run(spec: dict, train_dirs: str | list[str], dev_path: str, out_dir
         pred.insert(1, "label", df["label"].to_numpy()[pred["row"]])
     if "reference" in df:
         pred["reference"] = df["reference"].to_numpy()[pred["row"]]
-    off = AdapterOff(model, run, train_info["allocation"], base_dir, hp["eval_batch_size"], device)
+    off = AdapterOff(model, run, train_info["allocation"], base_dir, hp["eval_batch_size"], device, adapter_off)
     if forget_dev:
         values.update(general_text_loss(model, forget_dev, forget_base, tokenizer, device, off))
     eval_seconds, eval_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0

@@ -73,7 +73,7 @@ def arm_table(runs: pd.DataFrame) -> pd.DataFrame:
             "ci_low": arm["primary_ci_low"], "ci_high": arm["primary_ci_high"],
             "training_mib": arm[f"{TRAINING_MEMORY}_mean"] / MiB,
             "trainable_params": int(round(arm[f"{TRAINABLE}_mean"])),
-            "lr_at_edge": bool(g[AT_EDGE].fillna(False).astype(bool).any()) if AT_EDGE in g else False,
+            "lr_at_edge": bool(g[AT_EDGE].fillna(False).astype(bool).any()),
             "train_cpu_seconds": arm[f"{TRAIN_CPU}_mean"],
             "step_ms_median": 1000 * g[STEP_SECONDS].median(),  # the median of the seeds' medians
             "collapsed_seeds": int(g[COLLAPSED].sum()),
