@@ -26,6 +26,8 @@ onstart:
     os.environ[KEEP_GOING] = "1" if workflow.execution_settings.keep_going else "0"
     if workflow.executor_plugin.name == "local" and config["job_server"]:
         os.environ[JOBSERVER_OWNER] = str(os.getpid())  # jobs fork from one warm process
+    if workflow.executor_plugin.name == "local":
+        local_scheduling(workflow.scheduler)  # no 1-second re-selection among waiting jobs
     if workflow.executor_plugin.name == "local" and GPUS and "gpu_mib" not in workflow.global_resources:
         workflow.register_resource("gpu_mib", GPU_MIB)  # jobs share the GPU by predicted memory
     if workflow.executor_plugin.name != "local" and "gpu" in workflow.global_resources:

@@ -31,7 +31,7 @@ from rankbits.jobserver import OWNER as JOBSERVER_OWNER
 from rankbits.aggregate import recorded_settings
 from rankbits.verdict import answer_rst
 from rankbits.watch import PACKAGE as WATCH_PACKAGE, available as watch_available
-from rankbits.workflow import KEEP_GOING, finished_message, record_snakemake_cpu
+from rankbits.workflow import KEEP_GOING, finished_message, local_scheduling, record_snakemake_cpu
 
 
 try:

@@ -67,3 +67,14 @@ def test_allocation_solve_bench_runs_quick():
     out = bench("allocation_solve.py")
     lines = [x for x in out.splitlines() if "proven optimal" in x]
     assert len(lines) == 3 and all("proven optimal: True" in x for x in lines)  # no timing assertion
+
+
+@pytest.mark.slow
+def test_local_runs_do_not_poll_the_scheduler():
+    """Snakemake's job-rate limit wakes its scheduler every second per finished job; the workflow
+    drops it on local runs (rankbits.workflow.local_scheduling): no timed wake-up at all."""
+    out = bench("scheduler_poll.py")
+    wakeups = {line.split("snakemake CPU")[0].strip(): float(line.rsplit(" ", 1)[1])
+               for line in out.splitlines() if "timed wake-ups" in line}
+    assert wakeups["Snakemake's default"] > 0  # the bench sees the wake-ups it counts
+    assert wakeups["rankbits (local_scheduling)"] == 0

@@ -72,6 +72,21 @@ def record_snakemake_cpu(path: str) -> None:
         json.dump({"self": _cpu(resource.RUSAGE_SELF), "children": _cpu(resource.RUSAGE_CHILDREN)}, fh)
 
 
+def local_scheduling(scheduler) -> None:
+    """Drop Snakemake's job-submission rate limit (``--max-jobs-per-timespan``, default
+    ``100/1s``) from a local run's scheduler (``workflow.scheduler``, at onstart).
+
+    With the limit, every scheduling pass that finds jobs ready starts a timer that wakes the
+    scheduler one timespan later for another pass, which starts another timer: each job that
+    finishes begins one more such chain, so while jobs wait for a core the passes a second grow
+    with the jobs finished, each checking every ready job's inputs again (``python
+    bench/scheduler_poll.py``: a study's Snakemake spent its CPU there). A local run starts a
+    job when a running one ends, which wakes the scheduler anyway; the limit is meant for
+    submitting to a cluster, where it stays (call this for the local executor only)."""
+    if getattr(scheduler, "job_rate_limiter", None) is not None:
+        scheduler.job_rate_limiter = None
+
+
 def logged(smk):
     """``logged_to`` the job's log file (Snakemake's ``log:``), if it has one."""
     return logged_to(smk.log[0] if smk.log else None)
