@@ -24,13 +24,13 @@ include: "rules/report.smk"
 onstart:
     # jobs learn of --keep-going through the environment (it is not part of any run's settings)
     os.environ[KEEP_GOING] = "1" if workflow.execution_settings.keep_going else "0"
-    if workflow.executor_plugin.name == "local" and config["job_server"]:
-        os.environ[JOBSERVER_OWNER] = str(os.getpid())  # jobs fork from one warm process
     if workflow.executor_plugin.name == "local":
         local_scheduling(workflow.scheduler)  # no 1-second re-selection among waiting jobs
-    if workflow.executor_plugin.name == "local" and GPUS and "gpu_mib" not in workflow.global_resources:
-        workflow.register_resource("gpu_mib", GPU_MIB)  # jobs share the GPU by predicted memory
-    if workflow.executor_plugin.name != "local" and "gpu" in workflow.global_resources:
+        if config["job_server"]:
+            os.environ[JOBSERVER_OWNER] = str(os.getpid())  # jobs fork from one warm process
+        if GPUS and "gpu_mib" not in workflow.global_resources:
+            workflow.register_resource("gpu_mib", GPU_MIB)  # jobs share the GPU by predicted memory
+    elif "gpu" in workflow.global_resources:
         print(f"rankbits: warning: at most {workflow.global_resources['gpu'].value} GPU job(s) at "
               f"once (profiles/default's local cap); on a cluster run with --workflow-profile "
               f"profiles/slurm, or raise it with --resources gpu=N", file=sys.stderr)

@@ -55,7 +55,7 @@ def data_sources(manifest: str | None) -> dict | None:
 class AdapterOff:
     """A loss with the run's adapter switched off: its base's alone, which no run changes, so the
     runs on one base (the same prepared base, split, batch size, threads and device; for a method
-    that rebuilds its base, that method and its record) compute it once. Kept in
+    that rebuilds its base in ``adapt_base``, that method and its record) compute it once. Kept in
     ``cache/<hash>.json`` (the rule's ``results/cache/adapter_off``, beside the prepared bases,
     never inside one: a base folder's time stamp decides reruns); a number written once,
     atomically, by the same computation that would run again. No ``cache``: computed each time."""
@@ -64,7 +64,7 @@ class AdapterOff:
                  cache: str | None = None):
         self.model, self.cache = model, Path(cache) if cache else None
         method = METHODS.get(run.method)
-        own_base = type(method).adapt_base is not Method.adapt_base or type(method).initialize is not Method.initialize
+        own_base = type(method).adapt_base is not Method.adapt_base  # evaluation's base is adapt_base's
         self.key = {"base": str(base_dir), "method": run.method if own_base else None,
                     "allocation": allocation if own_base else None, "batch_size": batch_size,
                     "threads": torch.get_num_threads(), "device": str(device)}
